@@ -1,0 +1,1 @@
+"""HTTP only: routes, authentication, error mapping, middleware. No business logic."""

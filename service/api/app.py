@@ -1,0 +1,248 @@
+"""The HTTP surface of ../shared/API.md. Routes parse, authenticate and map errors; the
+decision itself is service.decisions' business.
+
+The decision route reads the raw body and validates it with pydantic-core's JSON parser in one
+pass (strict types, unknown fields rejected) instead of FastAPI's body machinery: it is the hot
+path, and this halves its parsing cost. The OpenAPI document still comes from the same models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+from pydantic.json_schema import models_json_schema
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service import __version__, metrics
+from service.api.auth import KeyRing
+from service.config import Settings, parse_api_keys
+from service.problems import MEDIA_TYPE, ProblemError, from_validation_error, json_path, json_pointer
+from service.runtime import Runtime
+from service.schemas import DecisionRequest, DecisionResponse, Problem
+from service.store.decisions import StoreUnavailable
+
+BODY_LIMIT = 64 * 1024
+JSON = "application/json"
+log = logging.getLogger("service.api")
+
+_PROBLEMS = {code: {"model": Problem, "content": {MEDIA_TYPE: {}}} for code in (401, 403, 404, 422, 503)}
+
+
+def _problem_response(exc: ProblemError) -> Response:
+    return Response(exc.body(), status_code=exc.status, media_type=MEDIA_TYPE, headers=exc.headers)
+
+
+def _json(body: bytes) -> Response:
+    return Response(body, media_type=JSON)
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > BODY_LIMIT:
+        raise ProblemError(413, "body-too-large", f"the body may be at most {BODY_LIMIT} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > BODY_LIMIT:
+            raise ProblemError(413, "body-too-large", f"the body may be at most {BODY_LIMIT} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _require_json(request: Request) -> None:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media != JSON and not (media.startswith("application/") and media.endswith("+json")):
+        raise ProblemError(415, "unsupported-media-type", "send the body as 'Content-Type: application/json'")
+
+
+class HttpMetrics:
+    """Pure ASGI middleware: requests by route template, method and status."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_status(message: dict) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            metrics.HTTP_REQUESTS.labels(getattr(route, "path", "unmatched"), scope["method"],
+                                         str(status)).inc()
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    settings = settings or Settings()
+    runtime = runtime or Runtime.from_settings(settings)
+    keys = KeyRing(parse_api_keys(settings.api_keys))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        runtime.start()
+        metrics.BUILD_INFO.info({"version": __version__})
+        if settings.uses_dev_keys:
+            log.warning("the development API keys are active: set LOAN_API_KEYS in production")
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(runtime.reload()))
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
+            pass
+        yield
+        try:
+            loop.remove_signal_handler(signal.SIGHUP)
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+        runtime.stop()
+
+    app = FastAPI(title="Instant-loan decision API", version="1", lifespan=lifespan,
+                  docs_url="/docs", redoc_url=None)
+    app.state.runtime = runtime
+    app.add_middleware(HttpMetrics)
+
+    @app.exception_handler(ProblemError)
+    async def _problem(_: Request, exc: ProblemError) -> Response:
+        return _problem_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> Response:
+        errors = [{"field": json_path(tuple(e["loc"])), "pointer": json_pointer(tuple(e["loc"])),
+                   "message": e["msg"]} for e in exc.errors()]
+        return _problem_response(ProblemError(422, "validation", f"{len(errors)} parameter(s) failed validation", errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        return _problem_response(ProblemError(exc.status_code, "http", str(exc.detail), headers=exc.headers))
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store(_: Request, exc: StoreUnavailable) -> Response:
+        log.error("decision store unavailable", extra={"fields": {"error": str(exc)}})
+        return _problem_response(ProblemError(503, "store-unavailable",
+                                              "the decision could not be stored; retry with the same body"))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Response:
+        log.exception("unexpected error")
+        return _problem_response(ProblemError(500, "internal", "unexpected error; it has been logged"))
+
+    @app.post("/v1/decisions", tags=["decisions"], summary="Decide on one loan application",
+              response_model=DecisionResponse, response_model_exclude_none=False,
+              responses={**_PROBLEMS, 409: {"model": Problem}, 413: {"model": Problem},
+                         415: {"model": Problem}},
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  JSON: {"schema": {"$ref": "#/components/schemas/DecisionRequest"}}}}})
+    async def post_decision(request: Request,
+                            explain: Annotated[bool, Query(description="add the trace")] = False) -> Response:
+        received = time.perf_counter()
+        keys.require(request.headers.get("authorization"), "client")
+        _require_json(request)
+        body = await _read_body(request)
+        ruleset = runtime.ruleset
+        if ruleset is None:
+            raise ProblemError(503, "not-ready", "no valid ruleset is loaded")
+        try:
+            application = DecisionRequest.model_validate_json(body)
+        except ValidationError as exc:
+            raise from_validation_error(exc) from None
+        started = time.perf_counter()
+        answer = await runtime.decisions.decide(application, ruleset, runtime.lists, received)
+        if not answer.replayed:
+            metrics.DECISION_SECONDS.observe(time.perf_counter() - started)
+        record = answer.record
+        return _json(record.with_trace() if explain else record.response)
+
+    @app.get("/v1/decisions/{decision_id}", tags=["decisions"], response_model=DecisionResponse,
+             responses=_PROBLEMS, summary="A stored decision, exactly as it was answered")
+    async def get_decision(request: Request,
+                           decision_id: Annotated[str, Path(max_length=64)],
+                           explain: bool = False) -> Response:
+        keys.require(request.headers.get("authorization"), "client")
+        return _stored(runtime.store.get(decision_id), explain)
+
+    @app.get("/v1/decisions", tags=["decisions"], response_model=DecisionResponse,
+             responses=_PROBLEMS, summary="The stored decision for an application id")
+    async def find_decision(request: Request,
+                            application_id: Annotated[str, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
+                            explain: bool = False) -> Response:
+        keys.require(request.headers.get("authorization"), "client")
+        return _stored(runtime.store.get_by_application(application_id), explain)
+
+    def _stored(record: Any, explain: bool) -> Response:
+        if record is None:
+            raise ProblemError(404, "not-found", "no decision with that id")
+        return _json(record.with_trace() if explain else record.response)
+
+    @app.get("/healthz", tags=["operations"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="Rules, models and stores are usable",
+             responses={503: {"model": Problem}})
+    async def readyz() -> Response:
+        if not runtime.ready():
+            detail = "; ".join(runtime.ruleset_errors[:5]) or "store or ruleset not usable"
+            raise ProblemError(503, "not-ready", detail)
+        return _json(b'{"status":"ready","ruleset":"' + runtime.ruleset.version.encode() + b'"}')
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/admin/rules", tags=["admin"], responses=_PROBLEMS, summary="The active ruleset")
+    async def admin_rules(request: Request) -> dict[str, Any]:
+        keys.require(request.headers.get("authorization"), "admin")
+        rs = runtime.ruleset
+        return {"version": rs.version if rs else None, "directory": str(settings.rules_dir),
+                "errors": runtime.ruleset_errors,
+                "products": sorted(rs.products) if rs else [],
+                "rules": {"validation": len(rs.validation.rules), "fraud": len(rs.fraud.rules),
+                          "strategy_rows": len(rs.strategy.rows)} if rs else {}}
+
+    @app.post("/admin/rules/reload", tags=["admin"], responses=_PROBLEMS,
+              summary="Load rules/ again; refused with its errors if it is not clean")
+    async def admin_reload(request: Request) -> Response:
+        keys.require(request.headers.get("authorization"), "admin")
+        ruleset, errors = await runtime.reload()
+        if ruleset is None:
+            raise ProblemError(422, "ruleset-refused", f"{len(errors)} error(s); the active ruleset stays",
+                               [{"field": "rules", "pointer": "", "message": e} for e in errors])
+        return _json(b'{"version":"' + ruleset.version.encode() + b'"}')
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        _, defs = models_json_schema([(DecisionRequest, "validation")],
+                                     ref_template="#/components/schemas/{model}")
+        components = schema.setdefault("components", {})
+        components.setdefault("schemas", {}).update(defs["$defs"])
+        components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        for path, ops in schema["paths"].items():
+            if path.startswith(("/v1/", "/admin/")):
+                for op in ops.values():
+                    op["security"] = [{"bearer": []}]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

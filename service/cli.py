@@ -1,0 +1,77 @@
+"""The ``loan-decision`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+
+def _settings():
+    from service.config import Settings
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for err in exc.errors():
+            name = "LOAN_" + "_".join(str(p) for p in err["loc"]).upper()
+            print(f"configuration error: {name}: {err['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service import logs
+    from service.api.app import create_app
+
+    settings = _settings()
+    logs.setup(settings.log_level)
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port,
+                workers=1, loop="uvloop", http="httptools", log_config=None,
+                access_log=settings.access_log, timeout_graceful_shutdown=settings.shutdown_grace_s,
+                server_header=False)
+    return 0
+
+
+def rules_lint(args: argparse.Namespace) -> int:
+    from service.engine.ruleset import RulesetError, load_ruleset
+
+    directory = Path(args.directory or _settings().rules_dir)
+    try:
+        ruleset = load_ruleset(directory)
+    except RulesetError as exc:
+        for error in exc.errors:
+            print(error)
+        print(f"{len(exc.errors)} error(s)", file=sys.stderr)
+        return 1
+    print(f"{directory}: ok, version {ruleset.version}: {len(ruleset.products)} products, "
+          f"{len(ruleset.validation.rules)} validation rules, {len(ruleset.fraud.rules)} fraud rules, "
+          f"{len(ruleset.strategy.rows)} strategy rows")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="loan-decision", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("serve", help="run the HTTP service (one worker; scale by replicas)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=serve)
+
+    rules = commands.add_parser("rules", help="the risk team's rule files").add_subparsers(
+        dest="rules_command", required=True)
+    p = rules.add_parser("lint", help="parse and compile every rule file; exit 1 on any error")
+    p.add_argument("directory", nargs="?")
+    p.set_defaults(func=rules_lint)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Service configuration, read once from environment variables (prefix ``LOAN_``).
+
+Every setting is documented in README.md with its default. A bad value stops start-up with a
+message naming the variable, never a traceback deep inside the app.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Development keys, documented in README.md. Only their SHA-256 hashes live here.
+DEV_CLIENT_KEY = "dev-client-key-change-me"
+DEV_ADMIN_KEY = "dev-admin-key-change-me"
+DEV_API_KEYS = (
+    f"client:{hashlib.sha256(DEV_CLIENT_KEY.encode()).hexdigest()},"
+    f"admin:{hashlib.sha256(DEV_ADMIN_KEY.encode()).hexdigest()}"
+)
+ROLES = ("client", "admin")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOAN_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    data_dir: Path = REPO_ROOT / "var"
+    rules_dir: Path = REPO_ROOT / "rules"
+    models_dir: Path = REPO_ROOT / "models"
+    # "role:sha256hex" pairs, comma separated. Hashes only: a leaked config leaks no key.
+    api_keys: str = DEV_API_KEYS
+    # Key for the HMAC that turns ID numbers and phones into store keys.
+    pii_key: str = "dev-pii-key-change-me"
+    # One deadline bounds a whole decision, provider calls and retries included.
+    deadline_ms: float = Field(3000.0, gt=0, le=60000)
+    # Group commit: how long the writer lingers for more decisions before a commit (0 = commit
+    # whatever is queued at once; batches then form while the previous fsync runs).
+    commit_linger_ms: float = Field(0.0, ge=0, le=50)
+    commit_max_batch: int = Field(512, ge=1, le=10000)
+    log_level: str = "INFO"
+    access_log: bool = False
+    # Seconds an in-flight request may take to finish after SIGTERM before the worker exits.
+    shutdown_grace_s: float = Field(10.0, ge=0, le=300)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_keys(cls, value: str) -> str:
+        parse_api_keys(value)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "decisions.sqlite3"
+
+    @property
+    def uses_dev_keys(self) -> bool:
+        return self.api_keys == DEV_API_KEYS
+
+
+def parse_api_keys(value: str) -> dict[bytes, str]:
+    """``"role:hash,role:hash"`` → {hash bytes: role}; raises ValueError naming the bad entry."""
+    keys: dict[bytes, str] = {}
+    for number, entry in enumerate(filter(None, (e.strip() for e in value.split(","))), 1):
+        role, sep, digest = entry.partition(":")
+        if not sep or role not in ROLES:
+            raise ValueError(f"entry {number}: expected 'client:<sha256>' or 'admin:<sha256>'")
+        try:
+            raw = bytes.fromhex(digest)
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError(f"entry {number}: the hash must be 64 hex digits (SHA-256 of the key)")
+        keys[raw] = role
+    if not keys:
+        raise ValueError("no API keys configured")
+    return keys

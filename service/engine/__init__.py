@@ -1,0 +1,1 @@
+"""The rule language: YAML with positions, a whitelisted expression compiler, rulesets."""

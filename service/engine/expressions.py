@@ -1,0 +1,342 @@
+"""Compile rule expressions into Python functions through a whitelisted AST.
+
+The text is parsed by ``ast.parse`` (it is never executed), every node is checked against a
+small grammar, typed against the fact catalogue, and *rewritten* into a new AST in which fields
+are dict lookups, comparisons are null-safe and functions are pre-bound. Only that generated
+AST is compiled, with no builtins, into ``lambda F, L: …`` (F: facts, L: the list lookup).
+Anything outside the grammar — attributes other than field paths, dunders, subscripts, calls of
+anything but registered functions, lambdas, comprehensions, f-strings, imports, large or
+non-literal exponents — is a load error with a position.
+
+Null semantics: an absent field is ``None``; a comparison with a null operand is false;
+arithmetic with a null operand is null; in a boolean context null is false; ``missing(x)``
+tests for null. Errors at run time (division by zero, …) propagate to the caller, which records
+them as the rule's ``error``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.engine.facts import ANY, BOOL, DATE, DATETIME, LIST, NUMBER, STRING
+from service.engine.functions import REGISTRY
+
+MAX_LENGTH = 2000
+MAX_DEPTH = 40
+MAX_EXPONENT = 8
+MAX_STRING = 200
+
+CompiledExpr = Callable[[dict[str, Any], Any], Any]
+
+_COMPARE = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn)
+_ARITH = (ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Mod, ast.FloorDiv, ast.Pow)
+_ORDERED = {NUMBER, STRING, DATETIME, DATE}
+
+
+class ExpressionError(Exception):
+    def __init__(self, message: str, line: int = 1, column: int = 1) -> None:
+        super().__init__(message)
+        self.message = message
+        self.line = line  # 1-based, within the expression text
+        self.column = column  # 1-based
+
+
+@dataclass
+class Compiled:
+    fn: CompiledExpr
+    type: str
+    fields: frozenset[str]  # the fact paths the expression reads
+    text: str
+
+
+@dataclass
+class _Compiler:
+    catalogue: dict[str, str]
+    names: dict[str, Any] = field(default_factory=dict)
+    fields: set[str] = field(default_factory=set)
+    temps: int = 0
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def fail(self, node: ast.AST, message: str) -> ExpressionError:
+        return ExpressionError(message, getattr(node, "lineno", 1), getattr(node, "col_offset", 0) + 1)
+
+    def bind(self, value: Any) -> ast.Name:
+        name = f"_k{len(self.names)}"
+        self.names[name] = value
+        return ast.Name(name, ast.Load())
+
+    def temp(self) -> str:
+        self.temps += 1
+        return f"_t{self.temps}"
+
+    @staticmethod
+    def is_const(node: ast.AST) -> bool:
+        return isinstance(node, ast.Constant) or (
+            isinstance(node, ast.Name) and node.id.startswith("_k"))
+
+    def guarded(self, operands: list[ast.expr]) -> tuple[list[ast.expr], list[ast.expr]]:
+        """For each non-constant operand: a `(_t := x) is not None` guard and the temp to use."""
+        guards, uses = [], []
+        for op in operands:
+            if self.is_const(op):
+                uses.append(op)
+                continue
+            name = self.temp()
+            guards.append(ast.Compare(ast.NamedExpr(ast.Name(name, ast.Store()), op),
+                                      [ast.IsNot()], [ast.Constant(None)]))
+            uses.append(ast.Name(name, ast.Load()))
+        return guards, uses
+
+    # --- the grammar ----------------------------------------------------------------------
+
+    def visit(self, node: ast.AST, depth: int = 0) -> tuple[ast.expr, str]:
+        if depth > MAX_DEPTH:
+            raise self.fail(node, f"expression nests deeper than {MAX_DEPTH} levels")
+        method = getattr(self, "visit_" + type(node).__name__, None)
+        if method is None:
+            raise self.fail(node, f"{_describe(node)} is not allowed in rule expressions")
+        return method(node, depth + 1)
+
+    def visit_Constant(self, node: ast.Constant, depth: int) -> tuple[ast.expr, str]:
+        value = node.value
+        if value is None:
+            return ast.Constant(None), ANY
+        if isinstance(value, bool):
+            return ast.Constant(value), BOOL
+        if isinstance(value, (int, float)):
+            return ast.Constant(value), NUMBER
+        if isinstance(value, str):
+            if len(value) > MAX_STRING:
+                raise self.fail(node, f"string literals are limited to {MAX_STRING} characters")
+            return ast.Constant(value), STRING
+        raise self.fail(node, f"{type(value).__name__} literals are not allowed")
+
+    def visit_Name(self, node: ast.Name, depth: int) -> tuple[ast.expr, str]:
+        if node.id in ("true", "false"):  # YAML spelling, natural for the risk team
+            return ast.Constant(node.id == "true"), BOOL
+        return self.field_ref(node, node.id)
+
+    def visit_Attribute(self, node: ast.Attribute, depth: int) -> tuple[ast.expr, str]:
+        return self.field_ref(node, self.path_of(node))
+
+    def path_of(self, node: ast.expr) -> str:
+        parts: list[str] = []
+        while isinstance(node, ast.Attribute):
+            parts.append(node.attr)
+            node = node.value
+        if not isinstance(node, ast.Name):
+            raise self.fail(node, "attributes can only be read from field paths such as applicant.age")
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+
+    def field_ref(self, node: ast.AST, path: str) -> tuple[ast.expr, str]:
+        if any(part.startswith("_") for part in path.split(".")):
+            raise self.fail(node, f"'{path}': names starting with '_' are not allowed")
+        kind = self.catalogue.get(path)
+        if kind is None:
+            hint = _suggest(path, self.catalogue)
+            raise self.fail(node, f"unknown field '{path}'" + (f" (did you mean '{hint}'?)" if hint else ""))
+        self.fields.add(path)
+        return ast.Subscript(ast.Name("F", ast.Load()), ast.Constant(path), ast.Load()), kind
+
+    def visit_List(self, node: ast.List | ast.Tuple, depth: int) -> tuple[ast.expr, str]:
+        values = []
+        for elt in node.elts:
+            if not isinstance(elt, ast.Constant) or isinstance(elt.value, (bytes, complex)) or elt.value is ...:
+                raise self.fail(elt, "list literals may only hold numbers, strings and booleans")
+            values.append(elt.value)
+        return self.bind(frozenset(values)), LIST
+
+    visit_Tuple = visit_List
+
+    def visit_BoolOp(self, node: ast.BoolOp, depth: int) -> tuple[ast.expr, str]:
+        values = []
+        for value in node.values:
+            code, kind = self.visit(value, depth)
+            if kind not in (BOOL, ANY):
+                raise self.fail(value, f"'and'/'or' need true/false operands, got a {kind}")
+            values.append(code)
+        return ast.BoolOp(type(node.op)(), values), BOOL
+
+    def visit_UnaryOp(self, node: ast.UnaryOp, depth: int) -> tuple[ast.expr, str]:
+        operand, kind = self.visit(node.operand, depth)
+        if isinstance(node.op, ast.Not):
+            if kind not in (BOOL, ANY):
+                raise self.fail(node, f"'not' needs a true/false operand, got a {kind}")
+            return ast.UnaryOp(ast.Not(), operand), BOOL
+        if isinstance(node.op, (ast.USub, ast.UAdd)):
+            if kind not in (NUMBER, ANY):
+                raise self.fail(node, f"unary minus needs a number, got a {kind}")
+            if self.is_const(operand):
+                return ast.UnaryOp(type(node.op)(), operand), NUMBER
+            guards, (use,) = self.guarded([operand])
+            return _null_or(guards, ast.UnaryOp(type(node.op)(), use)), NUMBER
+        raise self.fail(node, "bitwise operators are not allowed")
+
+    def visit_BinOp(self, node: ast.BinOp, depth: int) -> tuple[ast.expr, str]:
+        if not isinstance(node.op, _ARITH):
+            raise self.fail(node, "only + - * / // % and ** are allowed")
+        if isinstance(node.op, ast.Pow):
+            exponent = node.right
+            if isinstance(exponent, ast.UnaryOp) and isinstance(exponent.op, ast.USub):
+                exponent = exponent.operand
+            if not (isinstance(exponent, ast.Constant) and isinstance(exponent.value, (int, float))
+                    and not isinstance(exponent.value, bool) and abs(exponent.value) <= MAX_EXPONENT):
+                raise self.fail(node, f"the exponent of ** must be a number literal up to {MAX_EXPONENT}")
+        left, lk = self.visit(node.left, depth)
+        right, rk = self.visit(node.right, depth)
+        for kind, side in ((lk, node.left), (rk, node.right)):
+            if kind not in (NUMBER, ANY):
+                raise self.fail(side, f"arithmetic needs numbers, got a {kind}")
+        guards, (lu, ru) = self.guarded([left, right])
+        return _null_or(guards, ast.BinOp(lu, type(node.op)(), ru)), NUMBER
+
+    def visit_Compare(self, node: ast.Compare, depth: int) -> tuple[ast.expr, str]:
+        operands = [node.left, *node.comparators]
+        compiled = []
+        for operand in operands:
+            if isinstance(operand, ast.Constant) and operand.value is None:
+                raise self.fail(operand, "comparing with None is always false: use missing(x)")
+            compiled.append(self.visit(operand, depth))
+        guards, uses = self.guarded([code for code, _ in compiled])
+        parts: list[ast.expr] = []
+        for i, op in enumerate(node.ops):
+            if not isinstance(op, _COMPARE):
+                raise self.fail(node, "'is' / 'is not' are not allowed: use == or missing(x)")
+            (lk, rk), right_node = (compiled[i][1], compiled[i + 1][1]), operands[i + 1]
+            if isinstance(op, (ast.In, ast.NotIn)):
+                if rk not in (LIST, STRING, ANY):
+                    raise self.fail(right_node, f"'in' needs a list or text on its right, got a {rk}")
+            elif not _comparable(lk, rk, ordered=not isinstance(op, (ast.Eq, ast.NotEq))):
+                raise self.fail(node, f"cannot compare a {lk} with a {rk}")
+            parts.append(ast.Compare(uses[i], [type(op)()], [uses[i + 1]]))
+        return ast.BoolOp(ast.And(), guards + parts) if len(guards + parts) > 1 else parts[0], BOOL
+
+    def visit_IfExp(self, node: ast.IfExp, depth: int) -> tuple[ast.expr, str]:
+        test, tk = self.visit(node.test, depth)
+        if tk not in (BOOL, ANY):
+            raise self.fail(node.test, f"the condition must be true/false, got a {tk}")
+        body, bk = self.visit(node.body, depth)
+        orelse, ok = self.visit(node.orelse, depth)
+        if bk != ok and ANY not in (bk, ok):
+            raise self.fail(node, f"both branches must have one type, got {bk} and {ok}")
+        return ast.IfExp(test, body, orelse), bk if bk != ANY else ok
+
+    def visit_Call(self, node: ast.Call, depth: int) -> tuple[ast.expr, str]:
+        if not isinstance(node.func, ast.Name):
+            raise self.fail(node, "only named functions can be called (no methods)")
+        name = node.func.id
+        spec = REGISTRY.get(name)
+        if spec is None:
+            hint = _suggest(name, REGISTRY)
+            raise self.fail(node, f"unknown function '{name}'" + (f" (did you mean '{hint}'?)" if hint else ""))
+        if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
+            raise self.fail(node, f"{name}() takes positional arguments only")
+        count = len(node.args)
+        if (spec.variadic and count < 1) or (not spec.variadic and count != len(spec.args)):
+            want = "at least 1" if spec.variadic else str(len(spec.args))
+            raise self.fail(node, f"{name}() takes {want} argument(s), got {count}")
+        for index in spec.literal_args:
+            arg = node.args[index]
+            if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):
+                raise self.fail(arg, f"argument {index + 1} of {name}() must be a literal string")
+        if name == "missing":
+            arg = node.args[0]
+            if not isinstance(arg, (ast.Name, ast.Attribute)):
+                raise self.fail(arg, "missing() takes a field path")
+            code, _ = self.visit(arg, depth)
+            return ast.Compare(code, [ast.Is()], [ast.Constant(None)]), BOOL
+        args = []
+        for index, arg in enumerate(node.args):
+            if index in spec.literal_args:
+                args.append(ast.Constant(arg.value))
+                continue
+            code, kind = self.visit(arg, depth)
+            want = spec.args[0] if spec.variadic else spec.args[index]
+            if ANY not in (want, kind) and kind != want and not (want == DATETIME and kind == DATE):
+                raise self.fail(arg, f"argument {index + 1} of {name}() must be a {want}, got a {kind}")
+            args.append(code)
+        if name == "matches":
+            try:
+                regex = re.compile(args[0].value)
+            except re.error as exc:
+                raise self.fail(node.args[0], f"bad regular expression: {exc}") from None
+            guards, (text,) = self.guarded([args[1]])
+            call = ast.Compare(
+                ast.Call(ast.Attribute(self.bind(regex), "fullmatch", ast.Load()), [text], []),
+                [ast.IsNot()], [ast.Constant(None)])
+            return ast.BoolOp(ast.And(), guards + [call]), BOOL
+        if name in ("in_list", "any_in_list"):
+            method = "contains" if name == "in_list" else "contains_any"
+            return ast.Call(ast.Attribute(ast.Name("L", ast.Load()), method, ast.Load()), args, []), BOOL
+        return ast.Call(self.bind(spec.fn), args, []), spec.returns
+
+
+def _null_or(guards: list[ast.expr], value: ast.expr) -> ast.expr:
+    if not guards:
+        return value
+    test = ast.BoolOp(ast.And(), guards) if len(guards) > 1 else guards[0]
+    return ast.IfExp(test, value, ast.Constant(None))
+
+
+def _comparable(a: str, b: str, ordered: bool) -> bool:
+    if ANY in (a, b):
+        return True
+    if {a, b} <= {DATE, DATETIME}:
+        return a == b  # Python cannot order a date against a datetime
+    if a != b:
+        return False
+    return not ordered or a in _ORDERED
+
+
+def _describe(node: ast.AST) -> str:
+    names = {"Lambda": "lambda", "ListComp": "a comprehension", "GeneratorExp": "a generator",
+             "SetComp": "a comprehension", "DictComp": "a comprehension", "Subscript": "subscripting",
+             "JoinedStr": "an f-string", "NamedExpr": "':='", "Starred": "'*'", "Dict": "a dict literal",
+             "Set": "a set literal", "Await": "await", "Yield": "yield", "Slice": "slicing"}
+    return names.get(type(node).__name__, f"'{type(node).__name__}'")
+
+
+def _suggest(name: str, known: dict[str, Any]) -> str | None:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def compile_expression(text: Any, catalogue: dict[str, str], expect: str | None = None) -> Compiled:
+    """Compile one expression or raise ExpressionError with its line/column in ``text``."""
+    if isinstance(text, bool) or isinstance(text, (int, float)):
+        text = repr(text)
+    if not isinstance(text, str) or not text.strip():
+        raise ExpressionError("an expression must be non-empty text")
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(f"expression longer than {MAX_LENGTH} characters")
+    source = text.strip()
+    try:
+        tree = ast.parse(source if "\n" not in source else f"({source}\n)", mode="eval")
+    except SyntaxError as exc:
+        raise ExpressionError(f"syntax error: {exc.msg}", exc.lineno or 1, exc.offset or 1) from None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        raise ExpressionError(f"cannot parse: {type(exc).__name__}") from None
+    compiler = _Compiler(catalogue)
+    try:
+        body, kind = compiler.visit(tree.body)
+    except RecursionError:
+        raise ExpressionError(f"expression nests deeper than {MAX_DEPTH} levels") from None
+    if expect is not None and kind not in (expect, ANY):
+        raise ExpressionError(f"expected a {expect} expression, got a {kind}")
+    lam = ast.Expression(ast.Lambda(
+        ast.arguments(posonlyargs=[], args=[ast.arg("F"), ast.arg("L")], kwonlyargs=[],
+                      kw_defaults=[], defaults=[]),
+        body))
+    code = compile(ast.fix_missing_locations(lam), "<rule>", "eval")
+    # The code object was built from the checked AST above, never from rule text; it runs with
+    # no builtins and sees only the bound constants and functions.
+    fn = eval(code, {"__builtins__": {}, **compiler.names})  # noqa: S307
+    return Compiled(fn, kind, frozenset(compiler.fields), source)

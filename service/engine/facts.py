@@ -1,0 +1,159 @@
+"""The facts rules can read: every field path, its type, and how a decision fills it.
+
+The catalogue is derived from the request schema (so a new contract field is a new fact at
+once) plus the facts computed once per decision (age, instalment ratio, …) and the facts that
+stages and products add. Rules are type-checked against it at load time.
+
+Facts live in one flat dict keyed by dotted path, with every catalogued path present (``None``
+when absent), so a compiled rule reads a fact with a single dict lookup.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import types
+import typing
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import AwareDatetime, BaseModel
+
+from service.schemas import DecisionRequest
+
+NUMBER, STRING, BOOL, DATETIME, DATE, LIST, ANY = (
+    "number", "string", "bool", "datetime", "date", "list", "any")
+
+
+def _type_of(annotation: Any) -> tuple[str, type[BaseModel] | None]:
+    """Map a pydantic field annotation to a fact type (and the nested model, if any)."""
+    origin = get_origin(annotation)
+    if origin is typing.Annotated:
+        return _type_of(get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in get_args(annotation) if a is not type(None)]
+        return _type_of(inner[0])
+    if origin is Literal:
+        return STRING, None
+    if origin is list:
+        return LIST, None
+    if annotation is AwareDatetime:
+        return DATETIME, None
+    if isinstance(annotation, type):
+        if issubclass(annotation, BaseModel):
+            return "model", annotation
+        if issubclass(annotation, bool):
+            return BOOL, None
+        if issubclass(annotation, (int, float)):
+            return NUMBER, None
+        if issubclass(annotation, dt.datetime):
+            return DATETIME, None
+        if issubclass(annotation, str):
+            return STRING, None
+    return STRING, None  # IP addresses and other string-like formats
+
+
+def _request_plan(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, Any]]:
+    """[(attribute, path, type or nested plan)] for a request model, computed once at import."""
+    plan = []
+    for name, field in model.model_fields.items():
+        kind, nested = _type_of(field.annotation)
+        path = prefix + name
+        plan.append((name, path, _request_plan(nested, path + ".") if nested else kind))
+    return plan
+
+
+REQUEST_PLAN = _request_plan(DecisionRequest)
+
+
+def _catalogue(plan: list, out: dict[str, str]) -> dict[str, str]:
+    for _, path, kind in plan:
+        if isinstance(kind, list):
+            _catalogue(kind, out)
+        else:
+            out[path] = kind
+    return out
+
+
+# Facts computed once per decision from the request (see derive()).
+DERIVED: dict[str, str] = {
+    "applicant.age": NUMBER,  # whole years on the submission date, from the ID's birth date
+    "applicant.birth_date": DATE,
+    "applicant.id_region": STRING,  # the ID's 6-digit administrative division code
+    "applicant.id_province": STRING,  # its first two digits
+    "loan.instalment": NUMBER,  # monthly instalment at the product's reference rate
+    "loan.instalment_to_income": NUMBER,  # null when income is 0
+    "related.id_numbers": LIST,
+    "related.phones": LIST,
+    "attachments.types": LIST,
+    "submitted.hour": NUMBER,  # local hour of submission, 0–23, in the request's own offset
+    "device.gps_km_from_id_province": NUMBER,  # GPS to the ID province's capital; rough
+}
+
+# Facts from the product catalogue (rules/products.yaml).
+PRODUCT: dict[str, str] = {
+    "product.known": BOOL,
+    "product.code": STRING,
+    "product.min_amount": NUMBER,
+    "product.max_amount": NUMBER,
+    "product.terms": LIST,
+    "product.min_age": NUMBER,
+    "product.max_age": NUMBER,
+    "product.occupations": LIST,
+    "product.requires_business": BOOL,
+    "product.requires_income": BOOL,
+    "product.income_multiple": NUMBER,
+    "product.required_attachments": LIST,
+    "product.face_threshold": NUMBER,
+    "product.reference_rate": NUMBER,
+}
+
+# Facts that stages add while the decision runs.
+STAGE: dict[str, str] = {
+    "verification.identity.status": STRING,  # match | mismatch | not_found | error | skipped
+    "verification.identity.error": STRING,
+    "verification.face.status": STRING,  # pass | fail | error | skipped
+    "verification.face.score": NUMBER,
+    "verification.face.error": STRING,
+    "verification.sms.status": STRING,  # verified | wrong_code | expired | error | skipped
+    "verification.sms.error": STRING,
+    "verification.required": LIST,  # the checks the product requires
+    "verification.failed": LIST,  # required checks that did not pass
+    "verification.unavailable": LIST,  # required checks that errored
+    "whitelist.listed": BOOL,
+    "whitelist.limit": NUMBER,
+    "whitelist.segment": STRING,
+    "whitelist.rate_tier": STRING,
+    "whitelist.expired": BOOL,
+    **{f"velocity.{key}_{window}": NUMBER
+       for key in ("device", "phone", "id", "ip") for window in ("1h", "24h", "7d", "30d")},
+    "flags": LIST,  # ids of the fraud/validation rules with action `flag` that fired
+    "score.model": STRING,
+    "score.pd": NUMBER,
+    "score.points": NUMBER,
+    "score.grade": STRING,
+}
+
+CATALOGUE: dict[str, str] = _catalogue(REQUEST_PLAN, {}) | DERIVED | PRODUCT | STAGE
+EMPTY: dict[str, Any] = dict.fromkeys(CATALOGUE)
+
+
+def _fill(plan: list, obj: Any, facts: dict[str, Any]) -> None:
+    for attr, path, kind in plan:
+        value = getattr(obj, attr)
+        if isinstance(kind, list):
+            if value is not None:
+                _fill(kind, value, facts)
+        elif value is None or kind is NUMBER or kind is BOOL or kind is DATETIME:
+            facts[path] = value
+        elif kind is LIST:
+            facts[path] = value  # lists of models are exposed through DERIVED facts
+        elif isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+            facts[path] = str(value)
+        else:
+            facts[path] = value
+
+
+def request_facts(request: DecisionRequest) -> dict[str, Any]:
+    facts = EMPTY.copy()
+    _fill(REQUEST_PLAN, request, facts)
+    return facts

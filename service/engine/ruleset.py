@@ -1,0 +1,358 @@
+"""A ruleset: the risk team's YAML files under rules/, checked and compiled as one version.
+
+Loading never half-succeeds: it returns either a Ruleset or the full list of errors, each with
+file:line:column, the rule id and a one-line reason. The version is a content hash of the files,
+so the same files always give the same version and any edit gives a new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from service.engine.expressions import Compiled, ExpressionError, compile_expression
+from service.engine.facts import BOOL, CATALOGUE, NUMBER, STRING
+from service.engine.source import Located, Position, RuleError, load_yaml
+
+RULE_FILES = ("products.yaml", "validation.yaml", "fraud.yaml", "strategy.yaml")
+ACTIONS = ("decline", "refer", "flag")
+OUTCOMES = ("approve", "decline", "refer")
+CHECKS = ("identity", "face", "sms")
+ERROR_POLICIES = ("refer", "decline", "ignore")
+
+
+@dataclass(frozen=True)
+class Product:
+    code: str
+    name: str
+    min_amount: float
+    max_amount: float
+    terms: tuple[int, ...]
+    min_age: int
+    max_age: int
+    occupations: tuple[str, ...]
+    requires_business: bool
+    requires_income: bool
+    income_multiple: float | None  # offer cap as a multiple of monthly income; None: no cap
+    required_attachments: tuple[str, ...]
+    required_checks: tuple[str, ...]
+    face_threshold: float
+    reference_rate: float
+    rate_tiers: dict[str, float]
+    models: dict[str, str]  # segment → model name (scoring issue)
+
+    def facts(self) -> dict[str, Any]:
+        return {
+            "product.known": True, "product.code": self.code,
+            "product.min_amount": self.min_amount, "product.max_amount": self.max_amount,
+            "product.terms": list(self.terms), "product.min_age": self.min_age,
+            "product.max_age": self.max_age, "product.occupations": list(self.occupations),
+            "product.requires_business": self.requires_business,
+            "product.requires_income": self.requires_income,
+            "product.income_multiple": self.income_multiple,
+            "product.required_attachments": list(self.required_attachments),
+            "product.face_threshold": self.face_threshold,
+            "product.reference_rate": self.reference_rate,
+        }
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    description: str
+    when: Compiled
+    action: str
+    message: str
+    position: Position
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    """The rules of one stage (validation or fraud): every rule is evaluated."""
+
+    stage: str
+    rules: tuple[Rule, ...]
+    on_error: str  # what a rule that raises at run time counts as
+
+
+@dataclass(frozen=True)
+class OfferSpec:
+    amount: Compiled
+    limit: Compiled
+    term_months: Compiled
+    rate_tier: Compiled
+
+
+@dataclass(frozen=True)
+class StrategyRow:
+    id: str
+    when: Compiled
+    outcome: str
+    reason_code: str | None
+    message: str
+    offer: OfferSpec | None
+    position: Position
+
+
+@dataclass(frozen=True)
+class Strategy:
+    rows: tuple[StrategyRow, ...]
+    on_error: str
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    version: str
+    directory: Path
+    products: dict[str, Product]
+    validation: RuleSet
+    fraud: RuleSet
+    strategy: Strategy
+
+
+class RulesetError(Exception):
+    def __init__(self, errors: list[RuleError]) -> None:
+        super().__init__(f"{len(errors)} error(s) in the ruleset")
+        self.errors = errors
+
+
+def _display(path: Path) -> str:
+    """The path as the analyst would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def version_of(directory: Path) -> str:
+    digest = hashlib.sha256()
+    for name in RULE_FILES:
+        path = directory / name
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.exists() else b"") + b"\0")
+    return "rs-" + digest.hexdigest()[:12]
+
+
+class _Loader:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.errors: list[RuleError] = []
+
+    def error(self, position: Position, message: str, rule_id: str | None = None) -> None:
+        self.errors.append(RuleError(position, message, rule_id))
+
+    def document(self, name: str) -> Located | None:
+        path = self.directory / name
+        doc, errors = load_yaml(path, _display(path))
+        self.errors.extend(errors)
+        if doc is None and not errors:
+            self.error(Position(str(path), 1, 1), "the file is empty")
+        elif doc is not None and not isinstance(doc, Located):
+            self.error(Position(str(path), 1, 1), "the file must hold a mapping")
+            return None
+        return doc
+
+    def expression(self, owner: Located, key: str, expect: str, rule_id: str | None) -> Compiled | None:
+        pos = owner.at(key)
+        if key not in owner:
+            self.error(owner.position, f"'{key}' is required", rule_id)
+            return None
+        try:
+            return compile_expression(owner[key], CATALOGUE, expect)
+        except ExpressionError as exc:
+            line = pos.line + exc.line - 1
+            column = (pos.column if exc.line == 1 else 1) + exc.column - 1
+            self.error(Position(pos.file, line, column), exc.message, rule_id)
+            return None
+
+    def text(self, owner: Located, key: str, rule_id: str | None, required: bool = True) -> str:
+        value = owner.get(key)
+        if value is None and not required:
+            return ""
+        if not isinstance(value, str) or not value.strip():
+            self.error(owner.at(key), f"'{key}' must be non-empty text", rule_id)
+            return ""
+        return value.strip()
+
+    def number(self, owner: Located, key: str, rule_id: str, default: float | None = None,
+               low: float = 0.0, high: float = float("inf")) -> float:
+        value = owner.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            self.error(owner.at(key), f"'{key}' must be a number from {low:g} to {high:g}", rule_id)
+            return 0.0
+        return float(value)
+
+    def unknown_keys(self, owner: Located, allowed: set[str], rule_id: str | None) -> None:
+        for key in owner:
+            if key not in allowed and not key.startswith("$"):
+                self.error(owner.at(key), f"unknown key '{key}' (allowed: {', '.join(sorted(allowed))})", rule_id)
+
+    def choice(self, owner: Located, key: str, options: tuple[str, ...], rule_id: str | None,
+               default: str | None = None) -> str:
+        value = owner.get(key, default)
+        if value not in options:
+            self.error(owner.at(key), f"'{key}' must be one of {', '.join(options)}", rule_id)
+            return options[0]
+        return value
+
+    # --- products ---------------------------------------------------------------------------
+
+    def products(self) -> dict[str, Product]:
+        doc = self.document("products.yaml")
+        products: dict[str, Product] = {}
+        if doc is None:
+            return products
+        entries = doc.get("products")
+        if not isinstance(entries, Located) or not entries:
+            self.error(doc.at("products"), "'products' must map product codes to their settings")
+            return products
+        for code, spec in entries.items():
+            if not isinstance(spec, Located):
+                self.error(entries.at(code), "a product must be a mapping", code)
+                continue
+            self.unknown_keys(spec, {"name", "amount", "terms", "age", "occupations", "requires_business",
+                                     "requires_income", "income_multiple", "required_attachments",
+                                     "required_checks", "face_threshold", "reference_rate",
+                                     "rate_tiers", "models"}, code)
+            amount = spec.get("amount") if isinstance(spec.get("amount"), Located) else None
+            age = spec.get("age") if isinstance(spec.get("age"), Located) else None
+            if amount is None or age is None:
+                self.error(spec.position, "'amount' and 'age' must be mappings with min and max", code)
+                continue
+            terms = spec.get("terms")
+            if not (isinstance(terms, list) and terms and all(isinstance(t, int) and t > 0 for t in terms)):
+                self.error(spec.at("terms"), "'terms' must be a list of whole months", code)
+                terms = []
+            tiers = spec.get("rate_tiers")
+            if not (isinstance(tiers, Located) and tiers and all(
+                    isinstance(r, (int, float)) and 0 <= r < 1 for r in tiers.values())):
+                self.error(spec.at("rate_tiers"), "'rate_tiers' must map tier names to annual rates in [0, 1)", code)
+                tiers = {}
+            checks = spec.get("required_checks", [])
+            if not (isinstance(checks, list) and set(checks) <= set(CHECKS)):
+                self.error(spec.at("required_checks"), f"'required_checks' may list {', '.join(CHECKS)}", code)
+                checks = []
+            models = spec.get("models", {})
+            if not isinstance(models, dict):
+                self.error(spec.at("models"), "'models' must map segments to model names", code)
+                models = {}
+            product = Product(
+                code=code, name=self.text(spec, "name", code),
+                min_amount=self.number(amount, "min", code), max_amount=self.number(amount, "max", code),
+                terms=tuple(terms), min_age=int(self.number(age, "min", code, high=120)),
+                max_age=int(self.number(age, "max", code, high=120)),
+                occupations=tuple(spec.get("occupations") or ()),
+                requires_business=bool(spec.get("requires_business", False)),
+                requires_income=bool(spec.get("requires_income", False)),
+                income_multiple=(self.number(spec, "income_multiple", code, high=1000)
+                                 if "income_multiple" in spec else None),
+                required_attachments=tuple(spec.get("required_attachments") or ()),
+                required_checks=tuple(checks),
+                face_threshold=self.number(spec, "face_threshold", code, default=0.8, high=1),
+                reference_rate=self.number(spec, "reference_rate", code, high=1),
+                rate_tiers={str(k): float(v) for k, v in tiers.items()}, models=dict(models))
+            if product.min_amount > product.max_amount or product.min_age > product.max_age:
+                self.error(spec.position, "a min is above its max", code)
+            products[code] = product
+        return products
+
+    # --- validation and fraud rules ---------------------------------------------------------
+
+    def rules(self, name: str, stage: str) -> RuleSet:
+        doc = self.document(name)
+        if doc is None:
+            return RuleSet(stage, (), "refer")
+        self.unknown_keys(doc, {"rules", "on_error"}, None)
+        on_error = self.choice(doc, "on_error", ERROR_POLICIES, None, default="refer")
+        entries = doc.get("rules")
+        if not isinstance(entries, list):
+            self.error(doc.at("rules"), "'rules' must be a list of rules")
+            return RuleSet(stage, (), on_error)
+        rules, seen = [], set()
+        for entry in entries:
+            if not isinstance(entry, Located):
+                self.error(doc.at("rules"), "each rule must be a mapping")
+                continue
+            rule_id = entry.get("id")
+            if not isinstance(rule_id, str) or not rule_id.isidentifier() or not rule_id.isupper():
+                self.error(entry.at("id"), "'id' must be an UPPER_SNAKE_CASE reason code", str(rule_id))
+                continue
+            if rule_id in seen:
+                self.error(entry.at("id"), "duplicate rule id", rule_id)
+            seen.add(rule_id)
+            self.unknown_keys(entry, {"id", "description", "when", "action", "message"}, rule_id)
+            description = self.text(entry, "description", rule_id)
+            message = self.text(entry, "message", rule_id)
+            action = self.choice(entry, "action", ACTIONS, rule_id)
+            when = self.expression(entry, "when", BOOL, rule_id)
+            if when is not None:
+                rules.append(Rule(rule_id, description, when, action, message, entry.position))
+        return RuleSet(stage, tuple(rules), on_error)
+
+    # --- strategy table ---------------------------------------------------------------------
+
+    def strategy(self, rule_ids: set[str]) -> Strategy:
+        doc = self.document("strategy.yaml")
+        if doc is None:
+            return Strategy((), "refer")
+        self.unknown_keys(doc, {"table", "on_error"}, None)
+        on_error = self.choice(doc, "on_error", ("refer", "decline"), None, default="refer")
+        entries = doc.get("table")
+        if not isinstance(entries, list) or not entries:
+            self.error(doc.at("table"), "'table' must be a non-empty list of rows")
+            return Strategy((), on_error)
+        rows = []
+        for entry in entries:
+            if not isinstance(entry, Located):
+                self.error(doc.at("table"), "each row must be a mapping")
+                continue
+            row_id = entry.get("id")
+            if not isinstance(row_id, str) or not row_id:
+                self.error(entry.position, "each row needs an 'id'")
+                continue
+            self.unknown_keys(entry, {"id", "when", "outcome", "reason", "message", "offer"}, row_id)
+            when = self.expression(entry, "when", BOOL, row_id)
+            outcome = self.choice(entry, "outcome", OUTCOMES, row_id)
+            reason = message = None
+            offer = None
+            if outcome == "approve":
+                offer_doc = entry.get("offer")
+                if not isinstance(offer_doc, Located):
+                    self.error(entry.position, "an approve row needs an 'offer'", row_id)
+                else:
+                    self.unknown_keys(offer_doc, {"amount", "limit", "term_months", "rate_tier"}, row_id)
+                    parts = [self.expression(offer_doc, k, t, row_id) for k, t in (
+                        ("amount", NUMBER), ("limit", NUMBER), ("term_months", NUMBER), ("rate_tier", STRING))]
+                    offer = OfferSpec(*parts) if all(parts) else None
+            else:
+                reason = entry.get("reason")
+                if not isinstance(reason, str) or not reason.isupper():
+                    self.error(entry.at("reason"), "a decline/refer row needs an UPPER_SNAKE_CASE 'reason'", row_id)
+                elif reason in rule_ids:
+                    self.error(entry.at("reason"), f"reason '{reason}' is already a rule id", row_id)
+                message = self.text(entry, "message", row_id)
+            if when is not None:
+                rows.append(StrategyRow(row_id, when, outcome, reason, message or "", offer, entry.position))
+        last = entries[-1]
+        if isinstance(last, Located) and last.get("when") is not True:
+            self.error(last.at("when") if isinstance(last, Located) else doc.position,
+                       "the last row must be a catch-all ('when: true')", last.get("id"))
+        return Strategy(tuple(rows), on_error)
+
+
+def load_ruleset(directory: Path) -> Ruleset:
+    """Load and compile every file in ``directory``; raise RulesetError listing every problem."""
+    directory = Path(directory)
+    loader = _Loader(directory)
+    products = loader.products()
+    validation = loader.rules("validation.yaml", "validation")
+    fraud = loader.rules("fraud.yaml", "fraud")
+    clash = {r.id for r in validation.rules} & {r.id for r in fraud.rules}
+    for rule in fraud.rules:
+        if rule.id in clash:
+            loader.error(rule.position, "this id is also a validation rule", rule.id)
+    strategy = loader.strategy({r.id for r in validation.rules + fraud.rules})
+    if loader.errors:
+        raise RulesetError(loader.errors)
+    return Ruleset(version_of(directory), directory, products, validation, fraud, strategy)

@@ -1,0 +1,58 @@
+"""Structured JSON logs, one object per line, with personal data masked."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from typing import Any
+
+import orjson
+
+_ID_NUMBER = re.compile(r"(?<![0-9])([1-9][0-9]{2})[0-9]{13}([0-9][0-9Xx])(?![0-9A-Za-z])")
+_PHONE = re.compile(r"(?<![0-9])(1[3-9][0-9])[0-9]{4}([0-9]{4})(?![0-9])")
+
+
+def mask_id_number(value: str) -> str:
+    """'11010519491231002X' → '110*************2X'."""
+    return value[:3] + "*" * (len(value) - 5) + value[-2:] if len(value) > 5 else "*" * len(value)
+
+
+def mask_phone(value: str) -> str:
+    """'13800138000' → '138****8000'."""
+    return value[:3] + "****" + value[-4:] if len(value) == 11 else "*" * len(value)
+
+
+def mask_text(text: str) -> str:
+    """Mask anything shaped like an ID number or a mainland mobile number in free text."""
+    text = _ID_NUMBER.sub(lambda m: m.group(1) + "*" * 13 + m.group(2), text)
+    return _PHONE.sub(lambda m: m.group(1) + "****" + m.group(2), text)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": mask_text(record.getMessage()),
+        }
+        fields = getattr(record, "fields", None)
+        if fields:
+            entry.update(fields)
+        if record.exc_info:
+            entry["exc"] = mask_text(self.formatException(record.exc_info))
+        return orjson.dumps(entry, default=str).decode()
+
+
+def setup(level: str) -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True

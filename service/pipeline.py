@@ -1,0 +1,181 @@
+"""One decision: a DecisionContext flows through six ordered stages under one deadline.
+
+Every stage reads the context and adds to it; no stage calls another. A stage's result is data
+(facts, reason codes, trace detail), never an exception used for control flow. The trace —
+which rules fired, stage timings, provider results — is a by-product of running the stages.
+
+Outcome: ``decline`` if any decline fired, else ``refer`` if any refer fired, else what the
+strategy table says. Stages that cost money or cannot change that outcome are skipped (and the
+skip is traced): verification after a validation decline, scoring after any decline, the
+strategy after any decline or refer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from service import metrics
+from service.engine.derived import derive
+from service.engine.facts import request_facts
+from service.engine.ruleset import Product, Rule, Ruleset, RuleSet
+from service.schemas import DecisionRequest
+
+SLA = dt.timedelta(minutes=10)
+RULE_ERROR = "RULE_ERROR"
+
+
+class ListLookup(Protocol):
+    """What ``in_list``/``any_in_list`` read: named lists of ids, phones, devices, IPs, USCCs."""
+
+    def contains(self, name: str, value: Any) -> bool: ...
+
+    def contains_any(self, name: str, values: Any) -> bool: ...
+
+
+class NoLists:
+    """The list lookup before any list is loaded: every list is empty."""
+
+    def contains(self, name: str, value: Any) -> bool:
+        return False
+
+    def contains_any(self, name: str, values: Any) -> bool:
+        return False
+
+
+@dataclass(slots=True)
+class DecisionContext:
+    request: DecisionRequest
+    ruleset: Ruleset
+    product: Product | None
+    facts: dict[str, Any]
+    lists: ListLookup
+    deadline: float  # time.monotonic() by which the decision must be made
+    reasons: list[dict[str, str]] = field(default_factory=list)
+    declined: bool = False
+    referred: bool = False
+    trace: list[dict[str, Any]] = field(default_factory=list)
+    score: dict[str, Any] | None = None
+    offer: dict[str, Any] | None = None
+    strategy_outcome: str | None = None
+
+    def add_reason(self, code: str, stage: str, message: str, action: str) -> None:
+        self.reasons.append({"code": code, "stage": stage, "message": message})
+        if action == "decline":
+            self.declined = True
+        elif action == "refer":
+            self.referred = True
+
+    @property
+    def outcome(self) -> str:
+        if self.declined:
+            return "decline"
+        if self.referred:
+            return "refer"
+        return self.strategy_outcome or "refer"
+
+
+class Stage(Protocol):
+    name: str
+
+    def skip_reason(self, ctx: DecisionContext) -> str | None:
+        """Why this stage need not run for this decision, or None to run it."""
+
+    async def run(self, ctx: DecisionContext) -> dict[str, Any]:
+        """Add facts/reasons to ``ctx``; return the stage's trace detail."""
+
+
+def evaluate_rules(ctx: DecisionContext, rules: RuleSet) -> dict[str, Any]:
+    """Evaluate every rule (not first-hit) so a decision lists every failed rule."""
+    facts, lists, stage = ctx.facts, ctx.lists, rules.stage
+    results: list[dict[str, str]] = []
+    errored: list[Rule] = []
+    for rule in rules.rules:
+        try:
+            hit = rule.when.fn(facts, lists)
+        except Exception as exc:  # noqa: BLE001 - one broken rule must not break the decision
+            results.append({"id": rule.id, "result": "error", "error": type(exc).__name__})
+            errored.append(rule)
+            continue
+        if hit:
+            results.append({"id": rule.id, "result": "hit", "action": rule.action})
+            if rule.action == "flag":
+                facts["flags"].append(rule.id)
+            else:
+                ctx.add_reason(rule.id, stage, rule.message, rule.action)
+        else:
+            results.append({"id": rule.id, "result": "pass"})
+    if errored and rules.on_error == "decline":
+        for rule in errored:
+            ctx.add_reason(rule.id, stage, rule.message, "decline")
+    elif errored and rules.on_error == "refer":
+        ctx.add_reason(RULE_ERROR, stage, "Your application needs a manual review.", "refer")
+    return {"rules": results}
+
+
+class RuleStage:
+    """Validation and fraud: a stage that is one list of rules."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def skip_reason(self, ctx: DecisionContext) -> str | None:
+        return None
+
+    async def run(self, ctx: DecisionContext) -> dict[str, Any]:
+        rules = ctx.ruleset.validation if self.name == "validation" else ctx.ruleset.fraud
+        return evaluate_rules(ctx, rules)
+
+
+class Pipeline:
+    def __init__(self, stages: list[Stage], service_version: str) -> None:
+        self.stages = stages
+        self.service_version = service_version
+
+    def context(self, request: DecisionRequest, ruleset: Ruleset, lists: ListLookup,
+                deadline: float, recorded: dict[str, Any] | None = None) -> DecisionContext:
+        product = ruleset.products.get(request.product)
+        facts = request_facts(request)
+        facts["flags"] = []
+        facts["product.known"] = product is not None
+        if product is not None:
+            facts.update(product.facts())
+        derive(request, facts, product.reference_rate if product else None)
+        if recorded:
+            facts.update(recorded)  # backtests and rule tests: stage facts as recorded
+        return DecisionContext(request, ruleset, product, facts, lists, deadline)
+
+    async def run(self, ctx: DecisionContext) -> None:
+        for stage in self.stages:
+            started = time.perf_counter()
+            skipped = stage.skip_reason(ctx)
+            before = len(ctx.reasons)
+            detail = {"skipped": skipped} if skipped else await stage.run(ctx)
+            elapsed = time.perf_counter() - started
+            metrics.STAGE_SECONDS.labels(stage.name).observe(elapsed)
+            ctx.trace.append({
+                "stage": stage.name, "ms": round(elapsed * 1000, 4),
+                "reasons": [r["code"] for r in ctx.reasons[before:]], "detail": detail,
+            })
+
+    def response(self, ctx: DecisionContext, decision_id: str, received: float,
+                 decided_at: dt.datetime) -> dict[str, Any]:
+        request = ctx.request
+        return {
+            "decision_id": decision_id,
+            "application_id": request.application_id,
+            "outcome": ctx.outcome,
+            "offer": ctx.offer if ctx.outcome == "approve" else None,
+            "reasons": ctx.reasons,
+            "score": ctx.score,
+            "versions": {"ruleset": ctx.ruleset.version,
+                         "model": ctx.score["model"] if ctx.score else None,
+                         "service": self.service_version},
+            "experiment": {"arm": "champion"},
+            "submitted_at": request.submitted_at,
+            "decided_at": decided_at,
+            "disburse_by": request.submitted_at + SLA,
+            "elapsed_ms": round((time.perf_counter() - received) * 1000, 3),
+        }

@@ -1,0 +1,89 @@
+"""What a running worker holds: settings, the store, the active ruleset, the pipeline.
+
+The active ruleset is one reference, swapped atomically on reload; a request takes it once at
+its start and runs to the end on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from service import __version__, metrics
+from service.config import Settings
+from service.decisions import Decisions
+from service.engine.ruleset import Ruleset, RulesetError, load_ruleset
+from service.enrichment import EnrichmentStage
+from service.pipeline import NoLists, Pipeline, RuleStage
+from service.scoring.stage import ScoringStage
+from service.store.decisions import DecisionStore
+from service.strategy import StrategyStage
+from service.verification.stage import VerificationStage
+
+log = logging.getLogger("service.runtime")
+
+
+def build_pipeline() -> Pipeline:
+    return Pipeline([
+        RuleStage("validation"),
+        VerificationStage(),
+        EnrichmentStage(),
+        RuleStage("fraud"),
+        ScoringStage(),
+        StrategyStage(),
+    ], __version__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: DecisionStore
+    pipeline: Pipeline = field(default_factory=build_pipeline)
+    ruleset: Ruleset | None = None
+    ruleset_errors: list[str] = field(default_factory=list)
+    lists: NoLists = field(default_factory=NoLists)
+    _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        self.decisions = Decisions(self.pipeline, self.store, self.settings.deadline_ms / 1000)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Runtime:
+        store = DecisionStore(settings.database_path, settings.commit_linger_ms / 1000,
+                              settings.commit_max_batch)
+        return cls(settings, store)
+
+    def start(self) -> None:
+        self.store.open()
+        try:
+            self.ruleset = load_ruleset(self.settings.rules_dir)
+            log.info("ruleset loaded", extra={"fields": {"ruleset": self.ruleset.version}})
+        except RulesetError as exc:
+            self.ruleset_errors = [str(e) for e in exc.errors]
+            log.error("ruleset refused; not ready", extra={"fields": {"errors": self.ruleset_errors}})
+        metrics.READY.set(1 if self.ready() else 0)
+
+    def stop(self) -> None:
+        self.store.close()
+        metrics.READY.set(0)
+
+    def ready(self) -> bool:
+        return self.ruleset is not None and self.store.healthy()
+
+    async def reload(self, directory: Path | None = None) -> tuple[Ruleset | None, list[str]]:
+        """Load, compile and check a ruleset off the event loop; swap it in only if it is clean."""
+        async with self._reload_lock:
+            try:
+                ruleset = await asyncio.to_thread(load_ruleset, directory or self.settings.rules_dir)
+            except RulesetError as exc:
+                errors = [str(e) for e in exc.errors]
+                log.warning("reload refused", extra={"fields": {"errors": errors}})
+                return None, errors
+            previous, self.ruleset = self.ruleset, ruleset
+            self.ruleset_errors = []
+            metrics.READY.set(1 if self.ready() else 0)
+            log.info("ruleset reloaded", extra={"fields": {
+                "ruleset": ruleset.version, "previous": previous.version if previous else None}})
+            return ruleset, []

@@ -1,0 +1,1 @@
+"""Credit scoring: model registry, feature mapping, PD → points → grade."""

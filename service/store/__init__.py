@@ -1,0 +1,1 @@
+"""Durable state: decisions (with idempotency), and later whitelist, lists and counters."""

@@ -1,0 +1,223 @@
+"""The decision store: every answered decision, durable before its 200 goes out.
+
+SQLite in WAL mode with ``synchronous=FULL``: a commit returns only after the WAL is fsync'd.
+One writer thread owns the write connection and commits in groups: it takes everything queued,
+inserts it in one transaction and commits once, so one fsync acknowledges a whole batch. While
+that fsync runs, new decisions queue up and form the next batch, so batches grow with load and
+an idle service adds no waiting. An optional linger lets the writer wait a little for more.
+
+The application id is claimed by the table's UNIQUE constraint (``INSERT … ON CONFLICT DO
+NOTHING``), never by select-then-insert: when two replicas race, the loser learns the winner's
+row from the same transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from service import metrics
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    decision_id    TEXT PRIMARY KEY,
+    application_id TEXT NOT NULL UNIQUE,
+    body_sha256    BLOB NOT NULL,
+    outcome        TEXT NOT NULL,
+    product        TEXT NOT NULL,
+    arm            TEXT NOT NULL,
+    decided_at     TEXT NOT NULL,
+    response       BLOB NOT NULL,
+    trace          BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_decided_at ON decisions(decided_at);
+"""
+COLUMNS = "decision_id, application_id, body_sha256, outcome, product, arm, decided_at, response, trace"
+
+
+class StoreUnavailable(Exception):
+    """The decision could not be made durable; the caller must not acknowledge it."""
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    decision_id: str
+    application_id: str
+    body_sha256: bytes
+    outcome: str
+    product: str
+    arm: str
+    decided_at: str
+    response: bytes  # the exact bytes answered, without the trace
+    trace: bytes  # the trace as JSON, added to the answer on ?explain=true
+
+    def with_trace(self) -> bytes:
+        """The response with its trace, composed the same way every time (byte-stable replays)."""
+        return self.response[:-1] + b',"trace":' + self.trace + b"}"
+
+
+@dataclass(slots=True)
+class _Pending:
+    record: DecisionRecord
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+
+
+_STOP = object()
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=5000")
+    return conn
+
+
+class DecisionStore:
+    def __init__(self, path: Path, linger_s: float = 0.0, max_batch: int = 512) -> None:
+        self.path = path
+        self.linger_s = linger_s
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._read: sqlite3.Connection | None = None
+        self._write: sqlite3.Connection | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write = connect(self.path)
+        self._write.executescript(SCHEMA)
+        self._read = connect(self.path)
+        self._writer = threading.Thread(target=self._run_writer, name="decision-writer", daemon=True)
+        self._writer.start()
+
+    def close(self) -> None:
+        """Commit what is queued, then stop the writer."""
+        if self._writer is not None:
+            self._queue.put(_STOP)
+            self._writer.join()
+            self._writer = None
+        for conn in (self._read, self._write):
+            if conn is not None:
+                conn.close()
+        self._read = self._write = None
+
+    def healthy(self) -> bool:
+        if self._writer is None or not self._writer.is_alive() or self._read is None:
+            return False
+        try:
+            self._read.execute("SELECT 1").fetchone()
+        except sqlite3.Error:
+            return False
+        return True
+
+    # --- reads (event-loop thread; indexed point lookups of a few µs) -----------------------
+
+    def get(self, decision_id: str) -> DecisionRecord | None:
+        return self._one("decision_id", decision_id)
+
+    def get_by_application(self, application_id: str) -> DecisionRecord | None:
+        return self._one("application_id", application_id)
+
+    def _one(self, column: str, value: str) -> DecisionRecord | None:
+        assert self._read is not None, "store is not open"
+        row = self._read.execute(
+            f"SELECT {COLUMNS} FROM decisions WHERE {column} = ?", (value,)
+        ).fetchone()
+        return DecisionRecord(*row) if row else None
+
+    # --- writes ------------------------------------------------------------------------------
+
+    async def save(self, record: DecisionRecord) -> tuple[DecisionRecord, bool]:
+        """Make ``record`` durable. Returns (the stored record, True) when this call claimed the
+        application id, or (the record stored earlier for that id, False)."""
+        if self._writer is None:
+            raise StoreUnavailable("decision store is not open")
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put(_Pending(record, future, loop))
+        return await future
+
+    def _run_writer(self) -> None:
+        conn = self._write
+        assert conn is not None
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch = [first]
+            if self.linger_s:
+                time.sleep(self.linger_s)
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._commit(conn, batch)
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
+        started = time.perf_counter()
+        results: list[tuple[DecisionRecord, bool]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for pending in batch:
+                rec = pending.record
+                cur = conn.execute(
+                    f"INSERT INTO decisions ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT(application_id) DO NOTHING",
+                    (rec.decision_id, rec.application_id, rec.body_sha256, rec.outcome,
+                     rec.product, rec.arm, rec.decided_at, rec.response, rec.trace),
+                )
+                if cur.rowcount == 1:
+                    results.append((rec, True))
+                else:
+                    row = conn.execute(
+                        f"SELECT {COLUMNS} FROM decisions WHERE application_id = ?",
+                        (rec.application_id,),
+                    ).fetchone()
+                    results.append((DecisionRecord(*row), False))
+            conn.execute("COMMIT")
+        except Exception as exc:  # noqa: BLE001 - any failure must reach the waiting requests
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            error = StoreUnavailable(f"decision store write failed: {exc}")
+            self._resolve(batch, [error] * len(batch))
+            return
+        metrics.STORE_COMMIT_SECONDS.observe(time.perf_counter() - started)
+        metrics.STORE_BATCH_SIZE.observe(len(batch))
+        self._resolve(batch, results)
+
+    @staticmethod
+    def _resolve(batch: list[_Pending], outcomes: list) -> None:
+        # One wake-up per event loop per batch, not one per decision.
+        by_loop: dict[asyncio.AbstractEventLoop, list] = {}
+        for pending, outcome in zip(batch, outcomes):
+            by_loop.setdefault(pending.loop, []).append((pending.future, outcome))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, items)
+            except RuntimeError:  # the loop closed while we were committing
+                pass
+
+
+def _settle(items: list) -> None:
+    for future, outcome in items:
+        if future.done():
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)

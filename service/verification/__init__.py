@@ -1,0 +1,1 @@
+"""Identity, face and SMS verification: provider protocol, adapters, resilience, simulator."""

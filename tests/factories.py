@@ -1,0 +1,68 @@
+"""Contract-shaped applications for tests: a good base and helpers to change it."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from typing import Any
+
+from stdnum.cn import ric
+
+CLIENT_KEY = "dev-client-key-change-me"
+ADMIN_KEY = "dev-admin-key-change-me"
+CLIENT = {"Authorization": f"Bearer {CLIENT_KEY}", "Content-Type": "application/json"}
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def id_number(birth: str = "19900307", region: str = "110105", seq: str = "123") -> str:
+    body = region + birth + seq
+    return body + ric.calc_check_digit(body + "0")
+
+
+BASE: dict[str, Any] = {
+    "application_id": "app-0001",
+    "product": "consumer_quick",
+    "channel": "mobile_banking",
+    "submitted_at": "2026-11-23T09:30:00+08:00",
+    "applicant": {
+        "name": "Zhang Wei", "id_number": id_number(), "phone": "13800138000",
+        "occupation": "salaried", "monthly_income": 12000, "employment_years": 5,
+        "residence_years": 3, "housing": "rent", "dependents": 1,
+    },
+    "loan": {"amount": 30000, "term_months": 12, "purpose": "consumption"},
+    "device": {
+        "device_id": "dev-abc", "ip": "203.0.113.7", "os": "android", "is_emulator": False,
+        "is_rooted": False, "gps": {"lat": 39.9, "lon": 116.4}, "typing_ms_per_char": 180,
+        "form_fill_seconds": 95,
+    },
+    "verification": {"sms": {"request_id": "sms-1", "code": "123456"},
+                     "face": {"liveness_token": "tok-good"}},
+    "consents": {"credit_inquiry": True, "data_processing": True,
+                 "e_signature": {"signed_at": "2026-11-23T09:29:50+08:00", "document_sha256": "a" * 64}},
+    "bank": {"deposit_balance": 20000, "avg_balance_6m": 15000, "savings_balance": 5000,
+             "relationship_years": 4, "payroll": True},
+    "bureau": {"credit_history": "paid_duly", "open_loans": 1, "overdue_count_24m": 0,
+               "max_overdue_days": 0, "queries_3m": 1, "multi_lender_count": 1, "total_debt": 8000},
+    "attachments": [{"type": "id_front", "sha256": "b" * 64}, {"type": "id_back", "sha256": "c" * 64}],
+}
+
+
+def merge(base: Any, patch: Any) -> Any:
+    """Deep-merge ``patch`` over ``base``; a None value in the patch deletes the key."""
+    if not isinstance(base, dict) or not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = copy.deepcopy(base)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge(out.get(key), value)
+    return out
+
+
+def application(app_id: str = "app-0001", **patch: Any) -> dict[str, Any]:
+    return merge(BASE, {"application_id": app_id, **patch})
+
+
+def birth_for_age(age: int, on: dt.date = dt.date(2026, 11, 23)) -> str:
+    return f"{on.year - age:04d}0101"

@@ -1,0 +1,38 @@
+"""The Dockerfile lints clean, and bad configuration stops start-up with a clear message."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from service.config import REPO_ROOT
+
+
+def test_dockerfile_passes_hadolint():
+    hadolint = shutil.which("hadolint") or str(REPO_ROOT / ".venv" / "bin" / "hadolint")
+    result = subprocess.run([hadolint, str(REPO_ROOT / "Dockerfile")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_runs_one_worker_as_non_root_with_a_healthcheck():
+    text = (REPO_ROOT / "Dockerfile").read_text()
+    assert text.count("FROM ") >= 2
+    assert "\nUSER 10001:10001\n" in text
+    assert "HEALTHCHECK" in text and "/healthz" in text
+    assert '"--workers"' not in text
+
+
+@pytest.mark.parametrize(("env", "needle"), [
+    ({"LOAN_PORT": "99999"}, "LOAN_PORT"),
+    ({"LOAN_API_KEYS": "client:abc"}, "LOAN_API_KEYS"),
+    ({"LOAN_API_KEYS": "root:" + "a" * 64}, "LOAN_API_KEYS"),
+    ({"LOAN_DEADLINE_MS": "-1"}, "LOAN_DEADLINE_MS"),
+])
+def test_bad_configuration_stops_start_up_naming_the_variable(env, needle):
+    result = subprocess.run([sys.executable, "-m", "service.cli", "serve"], capture_output=True,
+                            text=True, env={"PATH": "/usr/bin:/bin", **env}, timeout=30, cwd=REPO_ROOT)
+    assert result.returncode == 2
+    assert needle in result.stderr and "Traceback" not in result.stderr
