@@ -1,0 +1,49 @@
+"""Personal data never reaches the logs unmasked."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+
+import orjson
+
+from service.logs import JsonFormatter, mask_id_number, mask_phone, mask_text
+from tests.factories import CLIENT, application, id_number
+
+ID_SHAPE = re.compile(r"[1-9]\d{5}(19|20)\d{2}(0[1-9]|1[0-2])\d{2}\d{3}[\dXx]")
+PHONE_SHAPE = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+
+
+def test_masks():
+    assert mask_id_number("11010519491231002X") == "110*************2X"
+    assert mask_phone("13800138000") == "138****8000"
+    text = mask_text("id 11010519491231002X phone 13800138000 amount 30000 ts 1700000000000")
+    assert "11010519491231002X" not in text and "13800138000" not in text
+    assert "30000" in text and "1700000000000" in text
+
+
+async def test_decision_logs_hold_no_unmasked_id_or_phone(client):
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old = root.level
+    root.setLevel(logging.DEBUG)
+    try:
+        ident = id_number("19850101", "440301", "555")
+        body = application("app-log", applicant={"id_number": ident, "phone": "13912345678"},
+                           related_parties=[{"relation": "spouse", "name": "Li", "id_number": id_number("19860101"),
+                                             "phone": "13700001111"}])
+        await client.post("/v1/decisions", content=orjson.dumps(body), headers=CLIENT)
+        logging.getLogger("service.test").warning("customer %s called from %s", ident, "13912345678")
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old)
+    lines = stream.getvalue().splitlines()
+    assert any('"msg":"decision"' in line and "app-log" in line for line in lines)
+    for line in lines:
+        orjson.loads(line)
+        assert not ID_SHAPE.search(line), line
+        assert not PHONE_SHAPE.search(line), line
