@@ -18,6 +18,7 @@ run: setup
 
 lint: setup
 	$(BIN)/loan-decision rules lint rules
+	$(BIN)/loan-decision rules test rules
 
 test: setup lint
 	$(BIN)/python -m pytest -q

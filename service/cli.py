@@ -54,6 +54,25 @@ def rules_lint(args: argparse.Namespace) -> int:
     return 0
 
 
+def rules_test(args: argparse.Namespace) -> int:
+    from service.engine.ruleset import RulesetError, load_ruleset
+    from service.engine.ruletests import run_rule_tests_sync
+    from service.runtime import build_pipeline
+
+    directory = Path(args.directory or _settings().rules_dir)
+    try:
+        ruleset = load_ruleset(directory)
+    except RulesetError as exc:
+        for error in exc.errors:
+            print(error)
+        return 1
+    report = run_rule_tests_sync(ruleset, build_pipeline(observe=False))
+    for line in report.lines():
+        if args.verbose or not line.startswith("ok"):
+            print(line)
+    return 0 if report.passed else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loan-decision", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     p = rules.add_parser("lint", help="parse and compile every rule file; exit 1 on any error")
     p.add_argument("directory", nargs="?")
     p.set_defaults(func=rules_lint)
+
+    p = rules.add_parser("test", help="run the YAML rule tests in DIR/tests; exit 1 on any failure")
+    p.add_argument("directory", nargs="?")
+    p.add_argument("-v", "--verbose", action="store_true", help="list passing cases too")
+    p.set_defaults(func=rules_test)
 
     args = parser.parse_args(argv)
     return args.func(args)

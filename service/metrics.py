@@ -45,5 +45,7 @@ STORE_BATCH_SIZE = Histogram(
     "loan_store_commit_batch_size", "Decisions per group commit.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
 )
+RULE_RELOADS = Counter("loan_rule_reloads_total", "Ruleset reloads, by result.", ["result"])
+RULESET_INFO = Info("loan_ruleset", "The active ruleset version.")
 READY = Gauge("loan_ready", "1 when rules, models and stores are loaded and usable.")
 BUILD_INFO = Info("loan_build", "Service version.")

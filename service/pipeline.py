@@ -130,9 +130,10 @@ class RuleStage:
 
 
 class Pipeline:
-    def __init__(self, stages: list[Stage], service_version: str) -> None:
+    def __init__(self, stages: list[Stage], service_version: str, observe: bool = True) -> None:
         self.stages = stages
         self.service_version = service_version
+        self.observe = observe  # False for rule tests and backtests: they are not traffic
 
     def context(self, request: DecisionRequest, ruleset: Ruleset, lists: ListLookup,
                 deadline: float, recorded: dict[str, Any] | None = None) -> DecisionContext:
@@ -154,7 +155,8 @@ class Pipeline:
             before = len(ctx.reasons)
             detail = {"skipped": skipped} if skipped else await stage.run(ctx)
             elapsed = time.perf_counter() - started
-            metrics.STAGE_SECONDS.labels(stage.name).observe(elapsed)
+            if self.observe:
+                metrics.STAGE_SECONDS.labels(stage.name).observe(elapsed)
             ctx.trace.append({
                 "stage": stage.name, "ms": round(elapsed * 1000, 4),
                 "reasons": [r["code"] for r in ctx.reasons[before:]], "detail": detail,

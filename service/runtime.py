@@ -15,6 +15,8 @@ from service import __version__, metrics
 from service.config import Settings
 from service.decisions import Decisions
 from service.engine.ruleset import Ruleset, RulesetError, load_ruleset
+from service.engine.ruletests import run_rule_tests_sync
+from service.engine.source import Position, RuleError
 from service.enrichment import EnrichmentStage
 from service.pipeline import NoLists, Pipeline, RuleStage
 from service.scoring.stage import ScoringStage
@@ -25,7 +27,8 @@ from service.verification.stage import VerificationStage
 log = logging.getLogger("service.runtime")
 
 
-def build_pipeline() -> Pipeline:
+def build_pipeline(observe: bool = True) -> Pipeline:
+    """The six stages. ``observe=False`` for offline runs (rule tests): no metrics."""
     return Pipeline([
         RuleStage("validation"),
         VerificationStage(),
@@ -33,7 +36,17 @@ def build_pipeline() -> Pipeline:
         RuleStage("fraud"),
         ScoringStage(),
         StrategyStage(),
-    ], __version__)
+    ], __version__, observe)
+
+
+def check_ruleset(directory: Path) -> Ruleset:
+    """Lint and compile ``directory``, then run its own rule tests; RulesetError if anything fails."""
+    ruleset = load_ruleset(directory)
+    report = run_rule_tests_sync(ruleset, build_pipeline(observe=False))
+    if not report.passed:
+        failures = [line for line in report.lines() if not line.startswith("ok")]
+        raise RulesetError([RuleError(Position(str(directory / "tests"), 1, 1), line) for line in failures])
+    return ruleset
 
 
 @dataclass
@@ -58,7 +71,8 @@ class Runtime:
     def start(self) -> None:
         self.store.open()
         try:
-            self.ruleset = load_ruleset(self.settings.rules_dir)
+            self.ruleset = check_ruleset(self.settings.rules_dir)
+            metrics.RULESET_INFO.info({"version": self.ruleset.version})
             log.info("ruleset loaded", extra={"fields": {"ruleset": self.ruleset.version}})
         except RulesetError as exc:
             self.ruleset_errors = [str(e) for e in exc.errors]
@@ -73,14 +87,19 @@ class Runtime:
         return self.ruleset is not None and self.store.healthy()
 
     async def reload(self, directory: Path | None = None) -> tuple[Ruleset | None, list[str]]:
-        """Load, compile and check a ruleset off the event loop; swap it in only if it is clean."""
+        """Lint, compile and test a ruleset off the event loop; swap it in only if all pass.
+
+        Requests already running keep the ruleset they started with."""
         async with self._reload_lock:
             try:
-                ruleset = await asyncio.to_thread(load_ruleset, directory or self.settings.rules_dir)
+                ruleset = await asyncio.to_thread(check_ruleset, directory or self.settings.rules_dir)
             except RulesetError as exc:
                 errors = [str(e) for e in exc.errors]
+                metrics.RULE_RELOADS.labels("refused").inc()
                 log.warning("reload refused", extra={"fields": {"errors": errors}})
                 return None, errors
+            metrics.RULE_RELOADS.labels("applied").inc()
+            metrics.RULESET_INFO.info({"version": ruleset.version})
             previous, self.ruleset = self.ruleset, ruleset
             self.ruleset_errors = []
             metrics.READY.set(1 if self.ready() else 0)

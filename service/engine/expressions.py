@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -212,6 +213,8 @@ class _Compiler:
             if isinstance(op, (ast.In, ast.NotIn)):
                 if rk not in (LIST, STRING, ANY):
                     raise self.fail(right_node, f"'in' needs a list or text on its right, got a {rk}")
+                if rk == STRING and lk not in (STRING, ANY):
+                    raise self.fail(node, f"'in' text needs text on its left, got a {lk}")
             elif not _comparable(lk, rk, ordered=not isinstance(op, (ast.Eq, ast.NotEq))):
                 raise self.fail(node, f"cannot compare a {lk} with a {rk}")
             parts.append(ast.Compare(uses[i], [type(op)()], [uses[i + 1]]))
@@ -319,7 +322,9 @@ def compile_expression(text: Any, catalogue: dict[str, str], expect: str | None 
         raise ExpressionError(f"expression longer than {MAX_LENGTH} characters")
     source = text.strip()
     try:
-        tree = ast.parse(source if "\n" not in source else f"({source}\n)", mode="eval")
+        with warnings.catch_warnings():  # e.g. "invalid escape sequence": the text is not Python's
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source if "\n" not in source else f"({source}\n)", mode="eval")
     except SyntaxError as exc:
         raise ExpressionError(f"syntax error: {exc.msg}", exc.lineno or 1, exc.offset or 1) from None
     except (ValueError, RecursionError, MemoryError) as exc:

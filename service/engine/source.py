@@ -46,7 +46,15 @@ class _Loader(yaml.SafeLoader):
     filename = "<string>"
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Located:  # type: ignore[override]
-        self.flatten_mapping(node)
+        written: set[object] = set()
+        for key_node, _ in node.value:  # duplicates among the keys actually written
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            if key_node.value in written:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key_node.value!r}", key_node.start_mark)
+            written.add(key_node.value)
+        self.flatten_mapping(node)  # `<<: *anchor` entries first, so written keys override them
         out = Located()
         out.position = self._pos(node)
         out.positions = {}
@@ -55,9 +63,6 @@ class _Loader(yaml.SafeLoader):
             if not isinstance(key, str):
                 raise yaml.constructor.ConstructorError(
                     None, None, f"mapping keys must be strings, got {key!r}", key_node.start_mark)
-            if key in out:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
             out[key] = self.construct_object(value_node, deep=True)
             out.positions[key] = self._value_pos(value_node)
         return out

@@ -31,6 +31,7 @@ class ScoringStage:
     async def run(self, ctx: DecisionContext) -> dict[str, Any]:
         facts = ctx.facts
         if facts["score.grade"] is not None:  # recorded (backtest, rule test)
+            ctx.score = {key: facts[f"score.{key}"] for key in ("model", "pd", "points", "grade")}
             return {"model": facts["score.model"], "recorded": True}
         routes = ctx.product.models if ctx.product else {}
         segment = facts["whitelist.segment"] or facts["applicant.occupation"]

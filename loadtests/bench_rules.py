@@ -1,0 +1,243 @@
+"""Time the bundled validation + fraud rules for one application, three ways, in one run:
+
+1. our compiled rules (the functions the engine built from rules/*.yaml);
+2. the same rules hand-written as plain Python lambdas over the same facts (the floor);
+3. the same rules as a GoRules ZEN (``zen-engine``) expression node, through its Python binding.
+
+Also times the whole rule evaluation as the pipeline runs it (with the trace). Functions ZEN
+does not have (check digits, list look-ups) are given to it precomputed, which favours ZEN.
+
+    .venv/bin/python loadtests/bench_rules.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from loadtests.bench import RESULTS, machine  # noqa: E402
+from service.engine import functions as fn  # noqa: E402
+from service.engine.ruleset import load_ruleset  # noqa: E402
+from service.engine.ruletests import StaticLists, merge  # noqa: E402
+from service.pipeline import evaluate_rules  # noqa: E402
+from service.runtime import build_pipeline  # noqa: E402
+from service.schemas import DecisionRequest  # noqa: E402
+
+
+def nn(*values):  # all present
+    return all(v is not None for v in values)
+
+
+L = StaticLists({})
+LAMBDAS = [
+    lambda F: not F["product.known"],
+    lambda F: not fn.id_number_valid(F["applicant.id_number"]),
+    lambda F: F["applicant.age"] is None,
+    lambda F: nn(F["applicant.age"], F["product.min_age"]) and F["applicant.age"] < F["product.min_age"] or (F["applicant.age"] is not None and F["applicant.age"] < 18),
+    lambda F: nn(F["applicant.age"], F["product.max_age"]) and F["applicant.age"] > F["product.max_age"],
+    lambda F: not fn.phone_valid(F["applicant.phone"]),
+    lambda F: nn(F["applicant.occupation"], F["product.occupations"]) and F["applicant.occupation"] not in F["product.occupations"],
+    lambda F: nn(F["loan.amount"], F["product.min_amount"]) and F["loan.amount"] < F["product.min_amount"] or nn(F["loan.amount"], F["product.max_amount"]) and F["loan.amount"] > F["product.max_amount"],
+    lambda F: nn(F["loan.term_months"], F["product.terms"]) and F["loan.term_months"] not in F["product.terms"],
+    lambda F: not F["consents.credit_inquiry"],
+    lambda F: not F["consents.data_processing"],
+    lambda F: F["consents.e_signature.signed_at"] is None,
+    lambda F: nn(F["consents.e_signature.signed_at"], F["submitted_at"]) and F["consents.e_signature.signed_at"] > F["submitted_at"],
+    lambda F: F["product.requires_business"] and F["business.uscc"] is None,
+    lambda F: F["business.uscc"] is not None and not fn.uscc_valid(F["business.uscc"]),
+    lambda F: F["product.requires_income"] and F["applicant.monthly_income"] is not None and F["applicant.monthly_income"] <= 0,
+    lambda F: not fn.all_ids_valid(F["related.id_numbers"]),
+    lambda F: nn(F["applicant.id_number"], F["related.id_numbers"]) and F["applicant.id_number"] in F["related.id_numbers"],
+    lambda F: not fn.all_in(F["product.required_attachments"], F["attachments.types"]),
+    # fraud
+    lambda F: F["verification.failed"] is not None and "identity" in F["verification.failed"],
+    lambda F: F["verification.failed"] is not None and "face" in F["verification.failed"],
+    lambda F: nn(F["verification.face.score"], F["product.face_threshold"]) and F["verification.face.score"] < F["product.face_threshold"],
+    lambda F: F["verification.failed"] is not None and "sms" in F["verification.failed"],
+    lambda F: F["verification.unavailable"] is not None and len(F["verification.unavailable"]) > 0,
+    lambda F: F["device.is_emulator"],
+    lambda F: F["device.is_rooted"],
+    lambda F: L.contains("foreign_ip_ranges", F["device.ip"]),
+    lambda F: L.contains("black_id_numbers", F["applicant.id_number"]),
+    lambda F: L.contains("black_phones", F["applicant.phone"]),
+    lambda F: L.contains("black_devices", F["device.device_id"]),
+    lambda F: L.contains("black_ips", F["device.ip"]),
+    lambda F: L.contains_any("black_id_numbers", F["related.id_numbers"]) or L.contains_any("black_phones", F["related.phones"]),
+    lambda F: F["velocity.device_24h"] is not None and F["velocity.device_24h"] >= 3,
+    lambda F: F["velocity.id_30d"] is not None and F["velocity.id_30d"] >= 5,
+    lambda F: F["velocity.phone_7d"] is not None and F["velocity.phone_7d"] >= 4,
+    lambda F: F["velocity.ip_1h"] is not None and F["velocity.ip_1h"] >= 10,
+    lambda F: F["bureau.queries_3m"] is not None and F["bureau.queries_3m"] > 6,
+    lambda F: F["bureau.multi_lender_count"] is not None and F["bureau.multi_lender_count"] >= 5,
+    lambda F: F["bureau.max_overdue_days"] is not None and F["bureau.max_overdue_days"] > 90 or F["bureau.credit_history"] == "critical",
+    lambda F: F["device.form_fill_seconds"] is not None and F["device.form_fill_seconds"] < 20,
+    lambda F: F["device.typing_ms_per_char"] is not None and F["device.typing_ms_per_char"] < 30,
+    lambda F: F["device.gps_km_from_id_province"] is not None and F["device.gps_km_from_id_province"] > 1500,
+    lambda F: F["submitted.hour"] is not None and F["submitted.hour"] < 5,
+]
+
+ZEN_RULES = {
+    "PRODUCT_UNKNOWN": "not product.known",
+    "ID_NUMBER_INVALID": "not fn.id_number_valid",
+    "ID_BIRTH_DATE_INVALID": "applicant.age == null",
+    "AGE_BELOW_MINIMUM": "applicant.age < product.min_age or applicant.age < 18",
+    "AGE_ABOVE_MAXIMUM": "applicant.age > product.max_age",
+    "PHONE_INVALID": "not fn.phone_valid",
+    "OCCUPATION_NOT_ELIGIBLE": "not (applicant.occupation in product.occupations)",
+    "AMOUNT_OUT_OF_RANGE": "loan.amount < product.min_amount or loan.amount > product.max_amount",
+    "TERM_NOT_OFFERED": "not (loan.term_months in product.terms)",
+    "CONSENT_CREDIT_INQUIRY_MISSING": "not consents.credit_inquiry",
+    "CONSENT_DATA_PROCESSING_MISSING": "not consents.data_processing",
+    "E_SIGNATURE_MISSING": "consents.e_signature.signed_at == null",
+    "E_SIGNATURE_AFTER_SUBMISSION": "date(consents.e_signature.signed_at) > date(submitted_at)",
+    "BUSINESS_REQUIRED": "product.requires_business and business.uscc == null",
+    "USCC_INVALID": "business.uscc != null and not fn.uscc_valid",
+    "INCOME_REQUIRED": "product.requires_income and applicant.monthly_income <= 0",
+    "RELATED_PARTY_ID_INVALID": "not fn.all_ids_valid",
+    "RELATED_PARTY_IS_APPLICANT": "applicant.id_number in related.id_numbers",
+    "ATTACHMENT_MISSING": "not fn.all_attachments",
+    "IDENTITY_MISMATCH": "'identity' in verification.failed",
+    "FACE_LIVENESS_FAILED": "'face' in verification.failed",
+    "FACE_SIMILARITY_LOW": "verification.face.score < product.face_threshold",
+    "SMS_NOT_VERIFIED": "'sms' in verification.failed",
+    "VERIFICATION_UNAVAILABLE": "len(verification.unavailable) > 0",
+    "FRAUD_EMULATOR": "device.is_emulator",
+    "FRAUD_ROOTED_DEVICE": "device.is_rooted",
+    "FRAUD_FOREIGN_IP": "fn.foreign_ip",
+    "BLACKLIST_ID_NUMBER": "fn.black_id",
+    "BLACKLIST_PHONE": "fn.black_phone",
+    "BLACKLIST_DEVICE": "fn.black_device",
+    "BLACKLIST_IP": "fn.black_ip",
+    "RELATED_PARTY_BLACKLISTED": "fn.related_black",
+    "VELOCITY_DEVICE_24H": "velocity.device_24h >= 3",
+    "VELOCITY_ID_30D": "velocity.id_30d >= 5",
+    "VELOCITY_PHONE_7D": "velocity.phone_7d >= 4",
+    "VELOCITY_IP_1H": "velocity.ip_1h >= 10",
+    "BUREAU_MANY_QUERIES": "bureau.queries_3m > 6",
+    "BUREAU_MULTI_LENDER": "bureau.multi_lender_count >= 5",
+    "BUREAU_SEVERE_DELINQUENCY": "bureau.max_overdue_days > 90 or bureau.credit_history == 'critical'",
+    "BEHAVIOUR_FORM_TOO_FAST": "device.form_fill_seconds < 20",
+    "BEHAVIOUR_TYPING_TOO_FAST": "device.typing_ms_per_char < 30",
+    "GPS_FAR_FROM_ID_PROVINCE": "device.gps_km_from_id_province > 1500",
+    "NIGHT_APPLICATION": "submitted.hour < 5",
+}
+
+
+def zen_decision():
+    import zen
+
+    content = {
+        "nodes": [
+            {"id": "in", "type": "inputNode", "name": "in", "position": {"x": 0, "y": 0}},
+            {"id": "rules", "type": "expressionNode", "name": "rules", "position": {"x": 0, "y": 0},
+             "content": {"expressions": [{"id": str(i), "key": k, "value": v}
+                                         for i, (k, v) in enumerate(ZEN_RULES.items())]}},
+            {"id": "out", "type": "outputNode", "name": "out", "position": {"x": 0, "y": 0}},
+        ],
+        "edges": [{"id": "a", "sourceId": "in", "targetId": "rules", "type": "edge"},
+                  {"id": "b", "sourceId": "rules", "targetId": "out", "type": "edge"}],
+    }
+    return zen.ZenEngine().create_decision(json.dumps(content))
+
+
+def nested(facts: dict) -> dict:
+    out: dict = {}
+    for path, value in facts.items():
+        node = out
+        *parents, leaf = path.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):  # e.g. the raw `attachments` list
+                node[part] = {}
+            node = node[part]
+        if isinstance(node.get(leaf), dict):
+            continue
+        if isinstance(value, (dt.date, dt.datetime)):
+            value = value.isoformat()
+        node[leaf] = value
+    F = facts
+    out["fn"] = {
+        "id_number_valid": fn.id_number_valid(F["applicant.id_number"]),
+        "phone_valid": fn.phone_valid(F["applicant.phone"]),
+        "uscc_valid": fn.uscc_valid(F["business.uscc"]),
+        "all_ids_valid": fn.all_ids_valid(F["related.id_numbers"]),
+        "all_attachments": fn.all_in(F["product.required_attachments"], F["attachments.types"]),
+        "foreign_ip": False, "black_id": False, "black_phone": False, "black_device": False,
+        "black_ip": False, "related_black": False,
+    }
+    return out
+
+
+def per_call_us(call, n: int, repeat: int = 7) -> dict:
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            call()
+        runs.append((time.perf_counter_ns() - start) / n / 1000)
+    return {"median_us": round(statistics.median(runs), 3), "best_us": round(min(runs), 3)}
+
+
+def main() -> None:
+    ruleset = load_ruleset(ROOT / "rules")
+    fixture = yaml.safe_load((ROOT / "rules/tests/fixtures.yaml").read_text())["fixtures"]["good_consumer"]
+    request = DecisionRequest.model_validate(fixture["application"], strict=False)
+    pipeline = build_pipeline(observe=False)
+    recorded = {**fixture["facts"], **{f"velocity.{k}_{w}": 0 for k in ("device", "phone", "id", "ip")
+                                       for w in ("1h", "24h", "7d", "30d")}}  # as a live counter store gives
+    ctx = pipeline.context(request, ruleset, L, time.monotonic() + 5, recorded=recorded)
+    asyncio.run(pipeline.stages[1].run(ctx))  # verification facts from the recorded results
+    facts = ctx.facts
+    compiled = [r.when.fn for r in ruleset.validation.rules + ruleset.fraud.rules]
+    assert len(compiled) == len(LAMBDAS) == len(ZEN_RULES), "the three rule sets must be the same rules"
+    ours = [bool(f(facts, L)) for f in compiled]
+    plain = [bool(f(facts)) for f in LAMBDAS]
+    assert ours == plain, "compiled and lambda rules disagree"
+    zen_input = nested(facts)
+    decision = zen_decision()
+    zen_out = decision.evaluate(zen_input)["result"]
+    assert [bool(zen_out[k]) for k in ZEN_RULES] == ours, "zen and compiled rules disagree"
+
+    def run_compiled():
+        for f in compiled:
+            f(facts, L)
+
+    def run_lambdas():
+        for f in LAMBDAS:
+            f(facts)
+
+    def run_stage():
+        facts["flags"] = []
+        ctx.reasons.clear()
+        evaluate_rules(ctx, ruleset.validation)
+        evaluate_rules(ctx, ruleset.fraud)
+
+    results = {
+        "rules": len(compiled),
+        "compiled": per_call_us(run_compiled, 20000),
+        "plain_lambdas": per_call_us(run_lambdas, 20000),
+        "compiled_with_trace": per_call_us(run_stage, 20000),
+        "zen_engine": per_call_us(lambda: decision.evaluate(zen_input), 500),
+    }
+    results["compiled_vs_lambdas"] = round(results["compiled"]["median_us"] / results["plain_lambdas"]["median_us"], 2)
+    results["zen_vs_compiled"] = round(results["zen_engine"]["median_us"] / results["compiled"]["median_us"], 1)
+    now = dt.datetime.now(dt.timezone.utc)
+    record = {"date": now.isoformat(timespec="seconds"), "machine": machine(), "results": results}
+    print(json.dumps(results, indent=2))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{now:%Y-%m-%dT%H%M}-rules.json"
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

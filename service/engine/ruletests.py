@@ -1,0 +1,219 @@
+"""The risk team's rule tests: YAML cases run through the real pipeline, no Python needed.
+
+``rules/tests/fixtures.yaml`` names base applications (with the stage facts a live run would
+have produced: verification results, whitelist, score). Every other file in ``rules/tests/``
+holds cases: a partial application merged over a base (``null`` deletes a key), optional facts
+and list entries, and expectations — outcome, reason codes present and absent, flags, the
+strategy row that matched, offer bounds. Each rule of the ruleset must be named by at least one
+case, so a new rule cannot ship untested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import copy
+import ipaddress
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from service.engine.facts import CATALOGUE
+from service.engine.ruleset import Ruleset, _display
+from service.engine.source import Located, Position, RuleError, load_yaml
+from service.pipeline import DecisionContext, Pipeline
+from service.schemas import DecisionRequest
+
+CASE_KEYS = {"name", "base", "application", "facts", "lists", "expect"}
+EXPECT_KEYS = {"outcome", "reasons", "not_reasons", "flags", "strategy_row", "offer"}
+
+
+class StaticLists:
+    """Named lists given inline by a test case; entries with a '/' are IP networks."""
+
+    def __init__(self, lists: dict[str, list[str]]) -> None:
+        self.exact = {name: {str(v) for v in values if "/" not in str(v)} for name, values in lists.items()}
+        self.networks = {name: [ipaddress.ip_network(str(v), strict=False) for v in values if "/" in str(v)]
+                         for name, values in lists.items()}
+
+    def contains(self, name: str, value: Any) -> bool:
+        if value is None:
+            return False
+        if str(value) in self.exact.get(name, ()):
+            return True
+        networks = self.networks.get(name)
+        if not networks:
+            return False
+        try:
+            address = ipaddress.ip_address(str(value))
+        except ValueError:
+            return False
+        return any(address in net for net in networks)
+
+    def contains_any(self, name: str, values: Any) -> bool:
+        return any(self.contains(name, v) for v in values or ())
+
+
+def merge(base: Any, patch: Any) -> Any:
+    if not isinstance(base, dict) or not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = {k: copy.deepcopy(v) for k, v in base.items()}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge(out.get(key), value)
+    return out
+
+
+@dataclass
+class CaseResult:
+    name: str
+    position: Position
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def __str__(self) -> str:
+        status = "ok  " if self.passed else "FAIL"
+        text = f"{status} {self.position}: {self.name}"
+        return text + "".join(f"\n       {f}" for f in self.failures)
+
+
+@dataclass
+class Report:
+    results: list[CaseResult] = field(default_factory=list)
+    errors: list[RuleError] = field(default_factory=list)  # broken test files
+    uncovered: list[str] = field(default_factory=list)  # rule ids no case names
+
+    @property
+    def passed(self) -> bool:
+        return not self.errors and not self.uncovered and all(r.passed for r in self.results)
+
+    def lines(self) -> list[str]:
+        out = [str(e) for e in self.errors] + [str(r) for r in self.results]
+        if self.uncovered:
+            out.append("no case names these rules: " + ", ".join(self.uncovered))
+        failed = sum(not r.passed for r in self.results)
+        out.append(f"{len(self.results) - failed} passed, {failed} failed")
+        return out
+
+
+def _expect_list(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
+
+
+def check(ctx: DecisionContext, expect: dict[str, Any]) -> list[str]:
+    failures = []
+    codes = {r["code"] for r in ctx.reasons}
+    if "outcome" in expect and ctx.outcome != expect["outcome"]:
+        failures.append(f"outcome: expected {expect['outcome']}, got {ctx.outcome} (reasons: {sorted(codes) or 'none'})")
+    for code in _expect_list(expect.get("reasons")):
+        if code not in codes:
+            failures.append(f"reason {code} expected, got {sorted(codes) or 'none'}")
+    for code in _expect_list(expect.get("not_reasons")):
+        if code in codes:
+            failures.append(f"reason {code} not expected")
+    for flag in _expect_list(expect.get("flags")):
+        if flag not in ctx.facts["flags"]:
+            failures.append(f"flag {flag} expected, got {ctx.facts['flags'] or 'none'}")
+    if "strategy_row" in expect:
+        strategy = next((s for s in ctx.trace if s["stage"] == "strategy"), {})
+        matched = strategy.get("detail", {}).get("matched")
+        if matched != expect["strategy_row"]:
+            failures.append(f"strategy row: expected {expect['strategy_row']}, got {matched}")
+    for key, bounds in (expect.get("offer") or {}).items():
+        actual = (ctx.offer or {}).get(key)
+        if isinstance(bounds, dict):
+            low, high = bounds.get("min", float("-inf")), bounds.get("max", float("inf"))
+            if actual is None or not low <= actual <= high:
+                failures.append(f"offer.{key}: expected within [{low}, {high}], got {actual}")
+        elif actual != bounds:
+            failures.append(f"offer.{key}: expected {bounds}, got {actual}")
+    return failures
+
+
+def covered_ids(expect: dict[str, Any]) -> set[str]:
+    ids = set(_expect_list(expect.get("reasons"))) | set(_expect_list(expect.get("flags")))
+    if "strategy_row" in expect:
+        ids.add(expect["strategy_row"])
+    return ids
+
+
+async def run_rule_tests(ruleset: Ruleset, pipeline: Pipeline, directory: Path | None = None) -> Report:
+    directory = Path(directory or ruleset.directory) / "tests"
+    report = Report()
+    fixtures_doc, errors = load_yaml(directory / "fixtures.yaml", _display(directory / "fixtures.yaml"))
+    report.errors += errors
+    fixtures = fixtures_doc.get("fixtures") if isinstance(fixtures_doc, dict) else None
+    if not isinstance(fixtures, dict):
+        if not errors:
+            report.errors.append(RuleError(Position(_display(directory / "fixtures.yaml"), 1, 1),
+                                           "the file needs a 'fixtures' mapping of named base applications"))
+        return report
+    covered: set[str] = set()
+    for path in sorted(directory.glob("*.yaml")):
+        if path.name == "fixtures.yaml":
+            continue
+        doc, errors = load_yaml(path, _display(path))
+        report.errors += errors
+        cases = doc.get("cases") if isinstance(doc, Located) else None
+        if doc is not None and not isinstance(cases, list):
+            report.errors.append(RuleError(Position(_display(path), 1, 1), "a test file needs a 'cases' list"))
+            continue
+        for case in cases or []:
+            result = await _run_case(case, fixtures, ruleset, pipeline, path)
+            if result is None:
+                continue
+            if isinstance(result, RuleError):
+                report.errors.append(result)
+            else:
+                report.results.append(result)
+                covered |= covered_ids(case.get("expect") or {})
+    rule_ids = [r.id for r in ruleset.validation.rules + ruleset.fraud.rules]
+    rule_ids += [row.id for row in ruleset.strategy.rows]
+    report.uncovered = [i for i in rule_ids if i not in covered]
+    return report
+
+
+async def _run_case(case: Any, fixtures: dict, ruleset: Ruleset, pipeline: Pipeline,
+                    path: Path) -> CaseResult | RuleError | None:
+    if not isinstance(case, Located):
+        return RuleError(Position(_display(path), 1, 1), "each case must be a mapping")
+    name = str(case.get("name", "unnamed case"))
+    unknown = set(case) - CASE_KEYS
+    if unknown:
+        return RuleError(case.position, f"unknown key(s) {sorted(unknown)}; allowed: {sorted(CASE_KEYS)}", name)
+    expect = case.get("expect") or {}
+    if not isinstance(expect, dict) or set(expect) - EXPECT_KEYS:
+        return RuleError(case.at("expect"), f"'expect' may hold {sorted(EXPECT_KEYS)}", name)
+    base = fixtures.get(case.get("base"))
+    if not isinstance(base, dict):
+        return RuleError(case.at("base"), f"unknown base fixture {case.get('base')!r}", name)
+    facts = merge(base.get("facts") or {}, case.get("facts") or {})
+    bad = [k for k in facts if k not in CATALOGUE]
+    if bad:
+        return RuleError(case.at("facts"), f"unknown fact(s): {', '.join(bad)}", name)
+    lists = merge(base.get("lists") or {}, case.get("lists") or {})
+    body = merge(base.get("application") or {}, case.get("application") or {})
+    try:
+        request = DecisionRequest.model_validate(body, strict=False)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return RuleError(case.position, f"the application is not valid: {where}: {first['msg']}", name)
+    ctx = pipeline.context(request, ruleset, StaticLists(lists), time.monotonic() + 5, recorded=facts)
+    await pipeline.run(ctx)
+    return CaseResult(name, case.position, check(ctx, expect))
+
+
+def run_rule_tests_sync(ruleset: Ruleset, pipeline: Pipeline) -> Report:
+    """Run the tests on a private event loop in a worker thread, so that callers inside a
+    running loop (service start-up, reload) can use it as well as the command line."""
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rule-tests") as pool:
+        return pool.submit(asyncio.run, run_rule_tests(ruleset, pipeline)).result()
