@@ -51,6 +51,17 @@ def machine() -> dict:
             "platform": platform.platform()}
 
 
+def write_result(label: str, record: dict) -> Path:
+    """Save a run as loadtests/results/<UTC time>-<label>.json, stamped with date and machine."""
+    now = dt.datetime.now(dt.timezone.utc)
+    record = {"date": now.isoformat(timespec="seconds"), "machine": machine(), **record}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{now:%Y-%m-%dT%H%M}-{label}.json"
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -201,16 +212,11 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(15)
-    now = dt.datetime.now(dt.timezone.utc)
-    record = {"date": now.isoformat(timespec="seconds"), "machine": machine(),
+    write_result(args.label, {
               "setup": {"server": "one uvicorn worker pinned to CPU 0 (uvloop, httptools)",
                         "load": "this process pinned to CPU 1", "durability": "SQLite WAL synchronous=FULL, group commit",
                         "seconds": args.seconds, "connections": args.connections},
-              "runs": runs}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{now:%Y-%m-%dT%H%M}-{args.label}.json"
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+              "runs": runs})
 
 
 if __name__ == "__main__":

@@ -25,10 +25,10 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from loadtests.bench import RESULTS, machine  # noqa: E402
+from loadtests.bench import write_result  # noqa: E402
 from service.engine import functions as fn  # noqa: E402
 from service.engine.ruleset import load_ruleset  # noqa: E402
-from service.engine.ruletests import StaticLists, merge  # noqa: E402
+from service.engine.ruletests import StaticLists  # noqa: E402
 from service.pipeline import evaluate_rules  # noqa: E402
 from service.runtime import build_pipeline  # noqa: E402
 from service.schemas import DecisionRequest  # noqa: E402
@@ -230,13 +230,8 @@ def main() -> None:
     }
     results["compiled_vs_lambdas"] = round(results["compiled"]["median_us"] / results["plain_lambdas"]["median_us"], 2)
     results["zen_vs_compiled"] = round(results["zen_engine"]["median_us"] / results["compiled"]["median_us"], 1)
-    now = dt.datetime.now(dt.timezone.utc)
-    record = {"date": now.isoformat(timespec="seconds"), "machine": machine(), "results": results}
     print(json.dumps(results, indent=2))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{now:%Y-%m-%dT%H%M}-rules.json"
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    write_result("rules", {"results": results})
 
 
 if __name__ == "__main__":

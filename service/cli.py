@@ -37,34 +37,36 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def rules_lint(args: argparse.Namespace) -> int:
+def _load_rules(args: argparse.Namespace):
+    """The ruleset in args.directory (default: the configured one), or None after printing why."""
     from service.engine.ruleset import RulesetError, load_ruleset
 
     directory = Path(args.directory or _settings().rules_dir)
     try:
-        ruleset = load_ruleset(directory)
+        return load_ruleset(directory)
     except RulesetError as exc:
         for error in exc.errors:
             print(error)
         print(f"{len(exc.errors)} error(s)", file=sys.stderr)
+        return None
+
+
+def rules_lint(args: argparse.Namespace) -> int:
+    ruleset = _load_rules(args)
+    if ruleset is None:
         return 1
-    print(f"{directory}: ok, version {ruleset.version}: {len(ruleset.products)} products, "
+    print(f"{ruleset.directory}: ok, version {ruleset.version}: {len(ruleset.products)} products, "
           f"{len(ruleset.validation.rules)} validation rules, {len(ruleset.fraud.rules)} fraud rules, "
           f"{len(ruleset.strategy.rows)} strategy rows")
     return 0
 
 
 def rules_test(args: argparse.Namespace) -> int:
-    from service.engine.ruleset import RulesetError, load_ruleset
     from service.engine.ruletests import run_rule_tests_sync
     from service.runtime import build_pipeline
 
-    directory = Path(args.directory or _settings().rules_dir)
-    try:
-        ruleset = load_ruleset(directory)
-    except RulesetError as exc:
-        for error in exc.errors:
-            print(error)
+    ruleset = _load_rules(args)
+    if ruleset is None:
         return 1
     report = run_rule_tests_sync(ruleset, build_pipeline(observe=False))
     for line in report.lines():

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 from typing import Any
 
 from stdnum.cn import ric
+
+from service.engine.ruletests import merge
 
 CLIENT_KEY = "dev-client-key-change-me"
 ADMIN_KEY = "dev-admin-key-change-me"
@@ -45,19 +46,6 @@ BASE: dict[str, Any] = {
                "max_overdue_days": 0, "queries_3m": 1, "multi_lender_count": 1, "total_debt": 8000},
     "attachments": [{"type": "id_front", "sha256": "b" * 64}, {"type": "id_back", "sha256": "c" * 64}],
 }
-
-
-def merge(base: Any, patch: Any) -> Any:
-    """Deep-merge ``patch`` over ``base``; a None value in the patch deletes the key."""
-    if not isinstance(base, dict) or not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = copy.deepcopy(base)
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = merge(out.get(key), value)
-    return out
 
 
 def application(app_id: str = "app-0001", **patch: Any) -> dict[str, Any]:

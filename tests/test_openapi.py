@@ -4,7 +4,6 @@ and enums, as written in the API.md request table."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
