@@ -31,11 +31,8 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     data_dir: Path = REPO_ROOT / "var"
     rules_dir: Path = REPO_ROOT / "rules"
-    models_dir: Path = REPO_ROOT / "models"
     # "role:sha256hex" pairs, comma separated. Hashes only: a leaked config leaks no key.
     api_keys: str = DEV_API_KEYS
-    # Key for the HMAC that turns ID numbers and phones into store keys.
-    pii_key: str = "dev-pii-key-change-me"
     # One deadline bounds a whole decision, provider calls and retries included.
     deadline_ms: float = Field(3000.0, gt=0, le=60000)
     # Group commit: how long the writer lingers for more decisions before a commit (0 = commit
