@@ -113,12 +113,15 @@ class Ruleset:
 
 
 class RulesetError(Exception):
-    def __init__(self, errors: list[RuleError]) -> None:
+    """Every problem found: positioned load errors, or the report lines of failing rule tests
+    (which carry their own case positions)."""
+
+    def __init__(self, errors: list[RuleError] | list[str]) -> None:
         super().__init__(f"{len(errors)} error(s) in the ruleset")
         self.errors = errors
 
 
-def _display(path: Path) -> str:
+def display_path(path: Path) -> str:
     """The path as the analyst would type it: relative to the working directory when inside it."""
     try:
         return str(path.resolve().relative_to(Path.cwd()))
@@ -144,7 +147,7 @@ class _Loader:
 
     def document(self, name: str) -> Located | None:
         path = self.directory / name
-        doc, errors = load_yaml(path, _display(path))
+        doc, errors = load_yaml(path, display_path(path))
         self.errors.extend(errors)
         if doc is None and not errors:
             self.error(Position(str(path), 1, 1), "the file is empty")

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from service.engine.facts import CATALOGUE
-from service.engine.ruleset import Ruleset, _display
+from service.engine.ruleset import Ruleset, display_path
 from service.engine.source import Located, Position, RuleError, load_yaml
 from service.pipeline import DecisionContext, Pipeline
 from service.schemas import DecisionRequest
@@ -148,23 +148,23 @@ def covered_ids(expect: dict[str, Any]) -> set[str]:
 async def run_rule_tests(ruleset: Ruleset, pipeline: Pipeline, directory: Path | None = None) -> Report:
     directory = Path(directory or ruleset.directory) / "tests"
     report = Report()
-    fixtures_doc, errors = load_yaml(directory / "fixtures.yaml", _display(directory / "fixtures.yaml"))
+    fixtures_doc, errors = load_yaml(directory / "fixtures.yaml", display_path(directory / "fixtures.yaml"))
     report.errors += errors
     fixtures = fixtures_doc.get("fixtures") if isinstance(fixtures_doc, dict) else None
     if not isinstance(fixtures, dict):
         if not errors:
-            report.errors.append(RuleError(Position(_display(directory / "fixtures.yaml"), 1, 1),
+            report.errors.append(RuleError(Position(display_path(directory / "fixtures.yaml"), 1, 1),
                                            "the file needs a 'fixtures' mapping of named base applications"))
         return report
     covered: set[str] = set()
     for path in sorted(directory.glob("*.yaml")):
         if path.name == "fixtures.yaml":
             continue
-        doc, errors = load_yaml(path, _display(path))
+        doc, errors = load_yaml(path, display_path(path))
         report.errors += errors
         cases = doc.get("cases") if isinstance(doc, Located) else None
         if doc is not None and not isinstance(cases, list):
-            report.errors.append(RuleError(Position(_display(path), 1, 1), "a test file needs a 'cases' list"))
+            report.errors.append(RuleError(Position(display_path(path), 1, 1), "a test file needs a 'cases' list"))
             continue
         for case in cases or []:
             result = await _run_case(case, fixtures, ruleset, pipeline, path)
@@ -184,7 +184,7 @@ async def run_rule_tests(ruleset: Ruleset, pipeline: Pipeline, directory: Path |
 async def _run_case(case: Any, fixtures: dict, ruleset: Ruleset, pipeline: Pipeline,
                     path: Path) -> CaseResult | RuleError | None:
     if not isinstance(case, Located):
-        return RuleError(Position(_display(path), 1, 1), "each case must be a mapping")
+        return RuleError(Position(display_path(path), 1, 1), "each case must be a mapping")
     name = str(case.get("name", "unnamed case"))
     unknown = set(case) - CASE_KEYS
     if unknown:
