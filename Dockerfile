@@ -14,7 +14,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     LOAN_HOST=0.0.0.0 \
     LOAN_PORT=8000 \
     LOAN_DATA_DIR=/data \
-    LOAN_RULES_DIR=/app/rules
+    LOAN_RULES_DIR=/app/rules \
+    LOAN_MODELS_DIR=/app/models
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /app --no-create-home app
 COPY --from=build /wheels /wheels

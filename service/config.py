@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     data_dir: Path = REPO_ROOT / "var"
     rules_dir: Path = REPO_ROOT / "rules"
+    models_dir: Path = REPO_ROOT / "models"
     # "role:sha256hex" pairs, comma separated. Hashes only: a leaked config leaks no key.
     api_keys: str = DEV_API_KEYS
     # One deadline bounds a whole decision, provider calls and retries included.

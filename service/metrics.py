@@ -49,3 +49,12 @@ RULE_RELOADS = Counter("loan_rule_reloads_total", "Ruleset reloads, by result.",
 RULESET_INFO = Info("loan_ruleset", "The active ruleset version.")
 READY = Gauge("loan_ready", "1 when rules, models and stores are loaded and usable.")
 BUILD_INFO = Info("loan_build", "Service version.")
+MODEL_POINTS = Histogram(
+    "loan_model_score_points", "Scorecard points of scored applications, by model name.", ["model"],
+    buckets=tuple(range(450, 776, 25)),
+)
+MODEL_REFUSED = Counter(
+    "loan_model_refused_total", "Applications left unscored because a feature was missing.", ["model"],
+)
+MODEL_INFO = Gauge("loan_model_info", "Loaded credit models (value 1), by name and version.",
+                   ["model", "version"])

@@ -18,6 +18,7 @@ from service.engine.ruleset import Ruleset, RulesetError, load_ruleset
 from service.engine.ruletests import run_rule_tests_sync
 from service.enrichment import EnrichmentStage
 from service.pipeline import NoLists, Pipeline, RuleStage
+from service.scoring.model import OnnxModel, load_models
 from service.scoring.stage import ScoringStage
 from service.store.decisions import DecisionStore
 from service.strategy import StrategyStage
@@ -26,21 +27,22 @@ from service.verification.stage import VerificationStage
 log = logging.getLogger("service.runtime")
 
 
-def build_pipeline(observe: bool = True) -> Pipeline:
+def build_pipeline(observe: bool = True, models: dict[str, OnnxModel] | None = None) -> Pipeline:
     """The six stages. ``observe=False`` for offline runs (rule tests): no metrics."""
     return Pipeline([
         RuleStage("validation"),
         VerificationStage(),
         EnrichmentStage(),
         RuleStage("fraud"),
-        ScoringStage(),
+        ScoringStage(models, observe),
         StrategyStage(),
     ], __version__, observe)
 
 
-def check_ruleset(directory: Path) -> Ruleset:
-    """Lint and compile ``directory``, then run its own rule tests; RulesetError if anything fails."""
-    ruleset = load_ruleset(directory)
+def check_ruleset(directory: Path, models: set[str] | None = None) -> Ruleset:
+    """Lint and compile ``directory`` (its model routes against ``models``), then run its own
+    rule tests; RulesetError if anything fails."""
+    ruleset = load_ruleset(directory, models)
     report = run_rule_tests_sync(ruleset, build_pipeline(observe=False))
     if not report.passed:
         raise RulesetError([line for line in report.lines() if not line.startswith("ok")])
@@ -51,25 +53,32 @@ def check_ruleset(directory: Path) -> Ruleset:
 class Runtime:
     settings: Settings
     store: DecisionStore
-    pipeline: Pipeline = field(default_factory=build_pipeline)
+    models: dict[str, OnnxModel] = field(default_factory=dict)
+    pipeline: Pipeline = field(init=False)
     ruleset: Ruleset | None = None
     ruleset_errors: list[str] = field(default_factory=list)
     lists: NoLists = field(default_factory=NoLists)
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
+        self.pipeline = build_pipeline(models=self.models)
         self.decisions = Decisions(self.pipeline, self.store, self.settings.deadline_ms / 1000)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
+        """Raises ModelError if a model does not load or does not match its feature spec: a
+        worker never starts scoring with the wrong inputs."""
+        models = load_models(settings.models_dir)
         store = DecisionStore(settings.database_path, settings.commit_linger_ms / 1000,
                               settings.commit_max_batch)
-        return cls(settings, store)
+        return cls(settings, store, models)
 
     def start(self) -> None:
         self.store.open()
+        for model in self.models.values():
+            metrics.MODEL_INFO.labels(model.name, model.version).set(1)
         try:
-            self.ruleset = check_ruleset(self.settings.rules_dir)
+            self.ruleset = check_ruleset(self.settings.rules_dir, set(self.models))
             metrics.RULESET_INFO.info({"version": self.ruleset.version})
             log.info("ruleset loaded", extra={"fields": {"ruleset": self.ruleset.version}})
         except RulesetError as exc:
@@ -90,7 +99,8 @@ class Runtime:
         Requests already running keep the ruleset they started with."""
         async with self._reload_lock:
             try:
-                ruleset = await asyncio.to_thread(check_ruleset, directory or self.settings.rules_dir)
+                ruleset = await asyncio.to_thread(check_ruleset, directory or self.settings.rules_dir,
+                                                  set(self.models))
             except RulesetError as exc:
                 errors = [str(e) for e in exc.errors]
                 metrics.RULE_RELOADS.labels("refused").inc()

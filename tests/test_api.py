@@ -156,6 +156,7 @@ async def test_operations_endpoints_need_no_key(client):
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["ruleset"].startswith("rs-")
+    assert [m.split("-")[0] for m in ready.json()["models"]] == ["german_challenger", "german_champion"]
     metrics = await client.get("/metrics")
     assert metrics.status_code == 200 and "loan_http_requests_total" in metrics.text
 

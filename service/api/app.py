@@ -15,6 +15,7 @@ import time
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import orjson
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -202,7 +203,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if not runtime.ready():
             detail = "; ".join(runtime.ruleset_errors[:5]) or "store or ruleset not usable"
             raise ProblemError(503, "not-ready", detail)
-        return _json(b'{"status":"ready","ruleset":"' + runtime.ruleset.version.encode() + b'"}')
+        return _json(orjson.dumps({"status": "ready", "ruleset": runtime.ruleset.version,
+                                   "models": sorted(m.version for m in runtime.models.values())}))
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def prometheus() -> Response:

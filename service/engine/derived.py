@@ -29,6 +29,7 @@ def derive(request: DecisionRequest, facts: dict[str, Any], reference_rate: floa
     parties = request.related_parties or ()
     facts["related.id_numbers"] = [p.id_number for p in parties if p.id_number is not None]
     facts["related.phones"] = [p.phone for p in parties if p.phone is not None]
+    facts["related.relations"] = [p.relation for p in parties]
     facts["attachments.types"] = [a.type for a in request.attachments or ()]
     facts["submitted.hour"] = request.submitted_at.hour
     gps = request.device.gps

@@ -84,6 +84,7 @@ DERIVED: dict[str, str] = {
     "loan.instalment_to_income": NUMBER,  # null when income is 0
     "related.id_numbers": LIST,
     "related.phones": LIST,
+    "related.relations": LIST,  # spouse | guarantor | partner | contact, one per party
     "attachments.types": LIST,
     "submitted.hour": NUMBER,  # local hour of submission, 0–23, in the request's own offset
     "device.gps_km_from_id_province": NUMBER,  # GPS to the ID province's capital; rough

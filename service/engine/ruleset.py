@@ -138,8 +138,9 @@ def version_of(directory: Path) -> str:
 
 
 class _Loader:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, models: set[str] | None) -> None:
         self.directory = directory
+        self.models = models  # the model names that exist; None: not checked
         self.errors: list[RuleError] = []
 
     def error(self, position: Position, message: str, rule_id: str | None = None) -> None:
@@ -237,9 +238,14 @@ class _Loader:
                 self.error(spec.at("required_checks"), f"'required_checks' may list {', '.join(CHECKS)}", code)
                 checks = []
             models = spec.get("models", {})
-            if not isinstance(models, dict):
+            if not isinstance(models, Located) or not all(isinstance(m, str) for m in models.values()):
                 self.error(spec.at("models"), "'models' must map segments to model names", code)
                 models = {}
+            for segment, model in models.items():
+                if self.models is not None and model not in self.models:
+                    known = ", ".join(sorted(self.models)) or "none"
+                    self.error(models.at(segment), f"segment '{segment}' routes to model '{model}', "
+                                                   f"which is not loaded (models: {known})", code)
             product = Product(
                 code=code, name=self.text(spec, "name", code),
                 min_amount=self.number(amount, "min", code), max_amount=self.number(amount, "max", code),
@@ -344,10 +350,12 @@ class _Loader:
         return Strategy(tuple(rows), on_error)
 
 
-def load_ruleset(directory: Path) -> Ruleset:
-    """Load and compile every file in ``directory``; raise RulesetError listing every problem."""
+def load_ruleset(directory: Path, models: set[str] | None = None) -> Ruleset:
+    """Load and compile every file in ``directory``; raise RulesetError listing every problem.
+
+    With ``models``, a product that routes a segment to a model not in it is an error too."""
     directory = Path(directory)
-    loader = _Loader(directory)
+    loader = _Loader(directory, models)
     products = loader.products()
     validation = loader.rules("validation.yaml", "validation")
     fraud = loader.rules("fraud.yaml", "fraud")
