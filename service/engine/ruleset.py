@@ -16,7 +16,8 @@ from service.engine.expressions import Compiled, ExpressionError, compile_expres
 from service.engine.facts import BOOL, CATALOGUE, NUMBER, STRING
 from service.engine.source import Located, Position, RuleError, load_yaml
 
-RULE_FILES = ("products.yaml", "validation.yaml", "fraud.yaml", "strategy.yaml")
+RULE_FILES = ("products.yaml", "lists.yaml", "validation.yaml", "fraud.yaml", "strategy.yaml")
+LIST_KINDS = ("id_number", "phone", "device", "ip", "uscc")
 ACTIONS = ("decline", "refer", "flag")
 OUTCOMES = ("approve", "decline", "refer")
 CHECKS = ("identity", "face", "sms")
@@ -103,10 +104,18 @@ class Strategy:
 
 
 @dataclass(frozen=True)
+class ListSpec:
+    name: str
+    kind: str  # what its entries are: id_number | phone | device | ip | uscc
+    description: str
+
+
+@dataclass(frozen=True)
 class Ruleset:
     version: str
     directory: Path
     products: dict[str, Product]
+    lists: dict[str, ListSpec]
     validation: RuleSet
     fraud: RuleSet
     strategy: Strategy
@@ -266,6 +275,39 @@ class _Loader:
             products[code] = product
         return products
 
+    # --- lists ------------------------------------------------------------------------------
+
+    def lists(self) -> dict[str, ListSpec]:
+        doc = self.document("lists.yaml")
+        specs: dict[str, ListSpec] = {}
+        if doc is None:
+            return specs
+        self.unknown_keys(doc, {"lists"}, None)
+        entries = doc.get("lists")
+        if not isinstance(entries, Located):
+            self.error(doc.at("lists"), "'lists' must map list names to {kind, description}")
+            return specs
+        for name, spec in entries.items():
+            if not (isinstance(name, str) and name.isidentifier() and name.islower()):
+                self.error(entries.at(name), "a list name must be lower_snake_case", str(name))
+                continue
+            if not isinstance(spec, Located):
+                self.error(entries.at(name), "a list must be a mapping with 'kind' and 'description'", name)
+                continue
+            self.unknown_keys(spec, {"kind", "description"}, name)
+            specs[name] = ListSpec(name, self.choice(spec, "kind", LIST_KINDS, name),
+                                   self.text(spec, "description", name))
+        return specs
+
+    def check_list_names(self, lists: dict[str, ListSpec], uses: list[tuple[Position, str, Compiled]]) -> None:
+        """Every in_list/any_in_list names a declared list."""
+        for position, rule_id, compiled in uses:
+            for name in sorted(compiled.lists):
+                if name not in lists:
+                    known = ", ".join(sorted(lists)) or "none"
+                    self.error(position, f"list '{name}' is not declared in lists.yaml (declared: {known})",
+                               rule_id)
+
     # --- validation and fraud rules ---------------------------------------------------------
 
     def rules(self, name: str, stage: str) -> RuleSet:
@@ -357,6 +399,7 @@ def load_ruleset(directory: Path, models: set[str] | None = None) -> Ruleset:
     directory = Path(directory)
     loader = _Loader(directory, models)
     products = loader.products()
+    lists = loader.lists()
     validation = loader.rules("validation.yaml", "validation")
     fraud = loader.rules("fraud.yaml", "fraud")
     clash = {r.id for r in validation.rules} & {r.id for r in fraud.rules}
@@ -364,6 +407,8 @@ def load_ruleset(directory: Path, models: set[str] | None = None) -> Ruleset:
         if rule.id in clash:
             loader.error(rule.position, "this id is also a validation rule", rule.id)
     strategy = loader.strategy({r.id for r in validation.rules + fraud.rules})
+    uses = [(r.position, r.id, r.when) for r in validation.rules + fraud.rules + strategy.rows]
+    loader.check_list_names(lists, uses)
     if loader.errors:
         raise RulesetError(loader.errors)
-    return Ruleset(version_of(directory), directory, products, validation, fraud, strategy)
+    return Ruleset(version_of(directory), directory, products, lists, validation, fraud, strategy)

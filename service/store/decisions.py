@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service import metrics
+from service.store.sqlite import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -71,14 +72,6 @@ class _Pending:
 _STOP = object()
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=5000")
-    return conn
-
-
 class DecisionStore:
     def __init__(self, path: Path, linger_s: float = 0.0, max_batch: int = 512) -> None:
         self.path = path
@@ -92,9 +85,7 @@ class DecisionStore:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._write = connect(self.path)
-        self._write.executescript(SCHEMA)
+        self._write = connect(self.path, "FULL", SCHEMA)
         self._read = connect(self.path)
         self._writer = threading.Thread(target=self._run_writer, name="decision-writer", daemon=True)
         self._writer.start()

@@ -1,0 +1,215 @@
+"""Named black and grey lists the fraud rules read with ``in_list('name', value)``. Embedded
+implementation: one SQLite file, ``LOAN_DATA_DIR/lists.sqlite3``.
+
+The risk team declares each list and what it holds in ``rules/lists.yaml`` (part of the
+ruleset: linted, versioned, reloaded). Entries come from ``POST/DELETE /admin/lists/{name}/entries``
+or ``loan-decision lists import``; every change writes one audit row (who, which key, when, why,
+the masked entry) in the same transaction as the change.
+
+ID numbers, phones, device ids and USCCs are stored as keyed hashes (``service.store.keys``);
+IP entries are stored as 16-byte ranges (IPv4 as IPv4-mapped IPv6), so one indexed query
+answers both single addresses and CIDR blocks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from service.engine.functions import id_number_valid, phone_valid, uscc_valid
+from service.logs import mask_id_number, mask_phone
+from service.store.keys import KeyedHash
+from service.store.sqlite import connect
+
+KINDS = ("id_number", "phone", "device", "ip", "uscc")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    list TEXT NOT NULL, key BLOB NOT NULL, masked TEXT NOT NULL, added_at TEXT NOT NULL,
+    PRIMARY KEY (list, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ip_ranges (
+    list TEXT NOT NULL, lo BLOB NOT NULL, hi BLOB NOT NULL, entry TEXT NOT NULL,
+    added_at TEXT NOT NULL, PRIMARY KEY (list, lo, hi)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY, list TEXT NOT NULL, action TEXT NOT NULL, entry TEXT NOT NULL,
+    actor TEXT NOT NULL, key_id TEXT NOT NULL, reason TEXT NOT NULL, at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_list ON audit(list, id);
+"""
+
+
+class EntryError(ValueError):
+    """Entries refused, nothing changed; ``errors`` are (index into the values, why)."""
+
+    def __init__(self, errors: list[tuple[int, str]]) -> None:
+        super().__init__("; ".join(f"values[{i}]: {why}" for i, why in errors[:20]))
+        self.errors = errors
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    list: str
+    action: str  # add | remove
+    actor: str
+    key_id: str  # fingerprint of the API key (or "cli")
+    reason: str
+
+
+def _ip16(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bytes:
+    if isinstance(address, ipaddress.IPv4Address):
+        address = ipaddress.IPv6Address(b"\0" * 10 + b"\xff\xff" + address.packed)
+    return address.packed
+
+
+def mask(kind: str, value: str) -> str:
+    """How an entry appears in the audit trail and answers: never a whole ID number or phone."""
+    if kind == "id_number":
+        return mask_id_number(value)
+    if kind == "phone":
+        return mask_phone(value)
+    if kind == "device":
+        return value[:4] + "…" if len(value) > 6 else "…"
+    return value  # IPs and USCCs (a business's public registration number)
+
+
+def parse_entry(kind: str, raw: Any) -> str | ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """Check one entry for its list's kind; ValueError says why it is refused."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError("must be non-empty text")
+    value = raw.strip()
+    if kind == "ip":
+        try:
+            return ipaddress.ip_network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"not an IP address or CIDR block ({exc})") from None
+    if kind == "id_number" and not id_number_valid(value):
+        raise ValueError("not a valid resident identity number")
+    if kind == "phone" and not phone_valid(value):
+        raise ValueError("not a mainland mobile number")
+    if kind == "uscc" and not uscc_valid(value):
+        raise ValueError("not a valid unified social credit code")
+    if kind == "device" and len(value) > 128:
+        raise ValueError("a device id has at most 128 characters")
+    return value.upper() if kind in ("id_number", "uscc") else value
+
+
+class SqliteLists:
+    def __init__(self, path: Path, keyed: KeyedHash) -> None:
+        self.path = path
+        self.keyed = keyed
+        self.kinds: dict[str, str] = {}  # the declared lists: name → kind
+        self._conn: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        self._conn = connect(self.path, "FULL", SCHEMA)  # an acknowledged black-list entry is kept
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def declare(self, kinds: dict[str, str]) -> None:
+        """The lists the active ruleset declares (replaced on every reload)."""
+        self.kinds = dict(kinds)
+
+    # --- what rules read (service.pipeline.ListLookup) -----------------------------------
+
+    def contains(self, name: str, value: Any) -> bool:
+        kind = self.kinds.get(name)
+        if kind is None or value is None or self._conn is None:
+            return False
+        if kind == "ip":
+            try:
+                point = _ip16(ipaddress.ip_address(str(value)))
+            except ValueError:
+                return False
+            row = self._conn.execute("SELECT 1 FROM ip_ranges WHERE list = ? AND lo <= ? AND hi >= ? LIMIT 1",
+                                     (name, point, point)).fetchone()
+        else:
+            row = self._conn.execute("SELECT 1 FROM entries WHERE list = ? AND key = ?",
+                                     (name, self.keyed(kind, str(value)))).fetchone()
+        return row is not None
+
+    def contains_any(self, name: str, values: Any) -> bool:
+        return any(self.contains(name, v) for v in values or ())
+
+    # --- changes -------------------------------------------------------------------------
+
+    def change(self, change: Change, values: list[Any]) -> int:
+        """Add or remove ``values`` in one transaction with their audit rows; returns how many
+        entries changed. EntryError (nothing changed) if any value is bad."""
+        kind = self.kinds.get(change.list)
+        if kind is None:
+            raise KeyError(change.list)
+        parsed, errors = [], []
+        for index, raw in enumerate(values):
+            try:
+                parsed.append(parse_entry(kind, raw))
+            except ValueError as exc:
+                errors.append((index, str(exc)))
+        if errors:
+            raise EntryError(errors)
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        conn = self._conn
+        assert conn is not None, "list store not open"
+        changed = 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for value in parsed:
+                changed += self._apply(conn, kind, change, value, now)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return changed
+
+    def _apply(self, conn: sqlite3.Connection, kind: str, change: Change, value: Any, now: str) -> int:
+        if kind == "ip":
+            shown = str(value)
+            lo, hi = _ip16(value.network_address), _ip16(value.broadcast_address)
+            if change.action == "add":
+                cursor = conn.execute("INSERT OR IGNORE INTO ip_ranges VALUES (?, ?, ?, ?, ?)",
+                                      (change.list, lo, hi, shown, now))
+            else:
+                cursor = conn.execute("DELETE FROM ip_ranges WHERE list = ? AND lo = ? AND hi = ?",
+                                      (change.list, lo, hi))
+        else:
+            shown = mask(kind, value)
+            key = self.keyed(kind, value)
+            if change.action == "add":
+                cursor = conn.execute("INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?)",
+                                      (change.list, key, shown, now))
+            else:
+                cursor = conn.execute("DELETE FROM entries WHERE list = ? AND key = ?", (change.list, key))
+        if cursor.rowcount:
+            conn.execute("INSERT INTO audit (list, action, entry, actor, key_id, reason, at) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (change.list, change.action, shown, change.actor, change.key_id, change.reason, now))
+        return cursor.rowcount
+
+    def sizes(self) -> dict[str, int]:
+        assert self._conn is not None
+        counts = dict.fromkeys(self.kinds, 0)
+        for table in ("entries", "ip_ranges"):
+            for name, count in self._conn.execute(f"SELECT list, count(*) FROM {table} GROUP BY list"):  # noqa: S608
+                if name in counts:
+                    counts[name] += count
+        return counts
+
+    def audit(self, name: str, limit: int = 100) -> list[dict[str, Any]]:
+        assert self._conn is not None
+        rows = self._conn.execute("SELECT id, action, entry, actor, key_id, reason, at FROM audit "
+                                  "WHERE list = ? ORDER BY id DESC LIMIT ?", (name, limit)).fetchall()
+        return [dict(zip(("id", "action", "entry", "actor", "key_id", "reason", "at"), row)) for row in rows]
+
+    def healthy(self) -> bool:
+        try:
+            return self._conn is not None and self._conn.execute("SELECT 1").fetchone() == (1,)
+        except sqlite3.Error:
+            return False

@@ -1,0 +1,133 @@
+"""Velocity counters: exact counts per identifier and window, never the current application,
+atomic across connections and processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+
+import pytest
+
+from service.store.keys import KeyedHash
+from service.store.velocity import SqliteVelocity
+
+from .factories import CLIENT, application
+
+KEYED = KeyedHash("test-pii-key-0123456789abcdef0123456789")
+HOUR = 3600
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def velocity(tmp_path, clock):
+    store = SqliteVelocity(tmp_path / "velocity.sqlite3", KEYED, clock)
+    store.open()
+    yield store
+    store.close()
+
+
+def ids(device="dev-1", phone="13800138000", id_="110105199003071239", ip="203.0.113.7"):
+    return {"device": device, "phone": phone, "id": id_, "ip": ip}
+
+
+def test_counts_by_window_exclude_the_current_application(velocity, clock):
+    assert velocity.count_and_record("a1", ids())["velocity.device_24h"] == 0
+    clock.now += 2 * HOUR
+    velocity.count_and_record("a2", ids(phone="13900000000"))
+    clock.now += 3 * 86_400
+    counts = velocity.count_and_record("a3", ids())
+    assert (counts["velocity.device_1h"], counts["velocity.device_24h"], counts["velocity.device_7d"],
+            counts["velocity.device_30d"]) == (0, 0, 2, 2)
+    assert counts["velocity.phone_30d"] == 1  # a2 used another phone
+    clock.now += 31 * 86_400
+    assert velocity.count_and_record("a4", ids())["velocity.device_30d"] == 0  # all older than 30 days
+
+
+def test_a_retry_does_not_count_itself_or_twice(velocity, clock):
+    velocity.count_and_record("a1", ids())
+    clock.now += 60
+    again = velocity.count_and_record("a1", ids())
+    assert again["velocity.device_1h"] == 0  # the same application, retried
+    assert velocity.count_and_record("a2", ids())["velocity.device_1h"] == 1
+
+
+def test_a_missing_identifier_gives_null_counts(velocity):
+    counts = velocity.count_and_record("a1", ids(ip=None))
+    assert counts["velocity.ip_24h"] is None and counts["velocity.device_24h"] == 0
+
+
+def test_threads_sharing_one_store_each_see_a_distinct_count(velocity):
+    seen: list[int] = []
+    barrier = threading.Barrier(8)
+
+    def apply(n: int) -> None:
+        barrier.wait()
+        seen.append(velocity.count_and_record(f"t{n}", ids())["velocity.device_24h"])
+
+    threads = [threading.Thread(target=apply, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(seen) == list(range(8))
+
+
+def _apply_in_process(path, number, barrier, results):
+    store = SqliteVelocity(path, KEYED)
+    store.open()
+    barrier.wait()
+    results.put(store.count_and_record(f"p{number}", ids())["velocity.device_24h"])
+    store.close()
+
+
+def test_processes_racing_on_one_file_never_both_see_zero(tmp_path):
+    """Twelve workers, each with its own connection, apply from one device at the same instant."""
+    context = multiprocessing.get_context("fork")
+    path = tmp_path / "velocity.sqlite3"
+    SqliteVelocity(path, KEYED).open()  # create the schema once
+    barrier, results = context.Barrier(12), context.Queue()
+    procs = [context.Process(target=_apply_in_process, args=(path, n, barrier, results)) for n in range(12)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    assert sorted(results.get(timeout=5) for _ in procs) == list(range(12))
+
+
+async def test_the_bundled_rules_decline_the_fourth_application_from_a_device(client):
+    outcomes = []
+    for n in range(4):
+        body = application(f"vel-{n}", applicant={"phone": f"1380013800{n}"})
+        outcomes.append((await client.post("/v1/decisions?explain=true", json=body, headers=CLIENT)).json())
+    enrichment = [next(s for s in o["trace"] if s["stage"] == "enrichment")["detail"]["sources"]["velocity"]
+                  for o in outcomes]
+    assert [e["device_24h"] for e in enrichment] == [0, 1, 2, 3]
+    assert [e["phone_24h"] for e in enrichment] == [0, 0, 0, 0]
+    codes = [[r["code"] for r in o["reasons"]] for o in outcomes]
+    assert "VELOCITY_DEVICE_24H" not in codes[2] and "VELOCITY_DEVICE_24H" in codes[3]
+    assert outcomes[3]["outcome"] == "decline"
+    # a replay of a stored decision is not a new application: it counts nothing
+    await client.post("/v1/decisions", json=application("vel-0", applicant={"phone": "13800138000"}), headers=CLIENT)
+    fifth = (await client.post("/v1/decisions?explain=true", json=application("vel-5"), headers=CLIENT)).json()
+    assert next(s for s in fifth["trace"] if s["stage"] == "enrichment")["detail"]["sources"]["velocity"]["device_24h"] == 4
+
+
+async def test_a_failing_store_refers_and_never_500s(client, runtime):
+    runtime.velocity.close()  # the store is gone
+    resp = await client.post("/v1/decisions?explain=true", json=application("vel-down"), headers=CLIENT)
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["outcome"] == "refer" and "DATA_UNAVAILABLE" in [r["code"] for r in body["reasons"]]
+    assert (await client.get("/readyz")).status_code == 503
