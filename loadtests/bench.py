@@ -69,19 +69,20 @@ def free_port() -> int:
 
 
 class Requests:
-    """Pre-encoded HTTP/1.1 requests, each with a fresh application id."""
+    """Pre-encoded HTTP/1.1 requests, each with a fresh application id and device id (so the
+    device velocity rule does not decline them all; phone, ID number and IP stay the same)."""
 
     def __init__(self, port: int, path: str = "/v1/decisions") -> None:
         self.counter = 0
         self.run = os.urandom(4).hex()
-        template = json.dumps(application("APPID")).encode()
-        self.head, self.tail = template.split(b"APPID")
+        template = json.dumps(application("APPID", device={"device_id": "dev-APPID"})).encode()
+        self.parts = template.split(b"APPID")
         self.prefix = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                        f"Authorization: Bearer {CLIENT_KEY}\r\nContent-Type: application/json\r\n").encode()
 
     def next(self) -> bytes:
         self.counter += 1
-        body = self.head + f"b{self.run}-{self.counter}".encode() + self.tail
+        body = f"b{self.run}-{self.counter}".encode().join(self.parts)
         return self.prefix + b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -139,3 +140,15 @@ def test_cli_import(tmp_path):
     source.write_text("value\n198.51.100.0/33\n")
     proc = subprocess.run(run, env=env, cwd=REPO_ROOT, capture_output=True, text=True)
     assert proc.returncode == 1 and "entry 1:" in proc.stderr
+
+
+def test_a_change_by_another_process_is_seen_within_a_moment(lists, tmp_path):
+    number = id_number(seq="906")
+    assert not lists.contains("ids", number)  # empty: answered without a query
+    other = SqliteLists(tmp_path / "lists.sqlite3", KEYED)  # the CLI, say
+    other.open()
+    other.declare(lists.kinds)
+    add(other, "ids", number)
+    other.close()
+    time.sleep(0.15)
+    assert lists.contains("ids", number)

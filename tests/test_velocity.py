@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from service.store.keys import KeyedHash
-from service.store.velocity import SqliteVelocity
+from service.store.velocity import CAP, SqliteVelocity
 
 from .factories import CLIENT, application
 
@@ -104,6 +104,30 @@ def test_processes_racing_on_one_file_never_both_see_zero(tmp_path):
     for p in procs:
         p.join(30)
     assert sorted(results.get(timeout=5) for _ in procs) == list(range(12))
+
+
+def test_a_hot_key_saturates_at_the_cap(velocity, clock):
+    for n in range(CAP + 5):
+        clock.now += 1
+        velocity.count_and_record(f"h{n}", ids())
+    counts = velocity.count_and_record("h-last", ids())
+    assert counts["velocity.device_1h"] == CAP and counts["velocity.device_30d"] == CAP
+    assert counts["velocity.phone_1h"] == CAP
+
+
+def test_counts_survive_a_restart_and_old_events_are_pruned(tmp_path, clock):
+    store = SqliteVelocity(tmp_path / "v.sqlite3", KEYED, clock)
+    store.open()
+    for n in range(3):
+        store.count_and_record(f"r{n}", ids())
+    store.close()
+    store.open()
+    assert store.count_and_record("r3", ids())["velocity.device_24h"] == 3
+    clock.now += 31 * 86_400
+    store.count_and_record("r4", ids())  # the key is seen again: its expired events go
+    rows = store._conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    assert rows == 4  # only r4's four identifiers remain
+    store.close()
 
 
 async def test_the_bundled_rules_decline_the_fourth_application_from_a_device(client):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from service.store.keys import KeyedHash
 from service.store.sqlite import connect
 
 KINDS = ("id_number", "phone", "device", "ip", "uscc")
+FRESH_S = 0.1  # another process's list change is seen within this
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -105,6 +107,12 @@ class SqliteLists:
         self.keyed = keyed
         self.kinds: dict[str, str] = {}  # the declared lists: name → kind
         self._conn: sqlite3.Connection | None = None
+        # Lists with no entries answer without a query. Which those are is re-read when this
+        # connection changes a list, or (for changes by another process, such as the CLI) when
+        # SQLite's data_version moved, checked at most every FRESH_S.
+        self._filled: set[str] = set()
+        self._data_version: int | None = None
+        self._checked = -1.0
 
     def open(self) -> None:
         self._conn = connect(self.path, "FULL", SCHEMA)  # an acknowledged black-list entry is kept
@@ -117,12 +125,30 @@ class SqliteLists:
     def declare(self, kinds: dict[str, str]) -> None:
         """The lists the active ruleset declares (replaced on every reload)."""
         self.kinds = dict(kinds)
+        self._data_version = None
+        self._checked = -1.0
 
     # --- what rules read (service.pipeline.ListLookup) -----------------------------------
+
+    def _refresh_filled(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        self._checked = time.monotonic()
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version:
+            return
+        self._data_version = version
+        self._filled = {name for name in self.kinds if conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM entries WHERE list = ?1) "
+            "OR EXISTS (SELECT 1 FROM ip_ranges WHERE list = ?1)", (name,)).fetchone()[0]}
 
     def contains(self, name: str, value: Any) -> bool:
         kind = self.kinds.get(name)
         if kind is None or value is None or self._conn is None:
+            return False
+        if time.monotonic() - self._checked > FRESH_S:
+            self._refresh_filled()
+        if name not in self._filled:
             return False
         if kind == "ip":
             try:
@@ -167,6 +193,8 @@ class SqliteLists:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        self._data_version = None  # our own commits do not move data_version
+        self._checked = -1.0
         return changed
 
     def _apply(self, conn: sqlite3.Connection, kind: str, change: Change, value: Any, now: str) -> int:
