@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from service.store.keys import KeyedHash
+from service.store import velocity as velocity_module
 from service.store.velocity import CAP, SqliteVelocity
 
 from .factories import CLIENT, application
@@ -115,7 +116,9 @@ def test_a_hot_key_saturates_at_the_cap(velocity, clock):
     assert counts["velocity.phone_1h"] == CAP
 
 
-def test_counts_survive_a_restart_and_old_events_are_pruned(tmp_path, clock):
+def test_counts_survive_a_restart_and_old_events_are_swept(tmp_path, clock, monkeypatch):
+    monkeypatch.setattr(velocity_module, "SWEEP_EVERY", 5)
+    monkeypatch.setattr(velocity_module, "SLICES", 1)  # one slice: the whole key space
     store = SqliteVelocity(tmp_path / "v.sqlite3", KEYED, clock)
     store.open()
     for n in range(3):
@@ -124,7 +127,7 @@ def test_counts_survive_a_restart_and_old_events_are_pruned(tmp_path, clock):
     store.open()
     assert store.count_and_record("r3", ids())["velocity.device_24h"] == 3
     clock.now += 31 * 86_400
-    store.count_and_record("r4", ids())  # the key is seen again: its expired events go
+    assert store.count_and_record("r4", ids())["velocity.device_30d"] == 0  # the 5th call sweeps
     rows = store._conn.execute("SELECT count(*) FROM events").fetchone()[0]
     assert rows == 4  # only r4's four identifiers remain
     store.close()
