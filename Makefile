@@ -13,8 +13,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
+# The service on its embedded defaults, with the provider simulator beside it (stopped with it)
+# and, on a fresh data folder, the demo whitelist (the README's example applicant).
+SIMULATOR_PORT ?= 8081
 run: setup
-	$(BIN)/loan-decision serve
+	@test -f "$${LOAN_DATA_DIR:-var}/whitelist/ACTIVE" || $(BIN)/loan-decision whitelist import docs/demo-whitelist.csv
+	@$(BIN)/loan-decision providers simulate --port $(SIMULATOR_PORT) & sim=$$!; \
+	trap 'kill $$sim 2>/dev/null' EXIT INT TERM; \
+	LOAN_PROVIDERS_URL="$${LOAN_PROVIDERS_URL:-http://127.0.0.1:$(SIMULATOR_PORT)}" \
+	LOAN_PROVIDER_KEY="$${LOAN_PROVIDER_KEY:-dev-provider-key}" $(BIN)/loan-decision serve
 
 lint: setup
 	$(BIN)/loan-decision rules lint rules

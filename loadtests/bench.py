@@ -193,6 +193,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--label", default="decisions")
+    parser.add_argument("--providers-latency-ms", type=float, default=None,
+                        help="verify through the provider simulator (on CPU 1) at this latency; "
+                             "default: no providers (every check is not_configured)")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
@@ -203,8 +206,15 @@ def main() -> None:
     except ImportError:
         pass
     port = free_port()
+    env, simulator = {}, None
+    if args.providers_latency_ms is not None:
+        sim_port = free_port()
+        simulator = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "providers", "simulate", "--port", str(sim_port),
+             "--latency-ms", str(args.providers_latency_ms)], cwd=ROOT, stdout=subprocess.DEVNULL)
+        env = {"LOAN_PROVIDERS_URL": f"http://127.0.0.1:{sim_port}", "LOAN_PROVIDER_KEY": "bench"}
     with tempfile.TemporaryDirectory() as data_dir:
-        server = start_server(port, data_dir, {})
+        server = start_server(port, data_dir, env)
         try:
             asyncio.run(max_rate(port, 2, args.connections))  # warm-up
             runs = [asyncio.run(fixed_rate(port, float(r), args.seconds, args.connections))
@@ -213,8 +223,13 @@ def main() -> None:
         finally:
             server.terminate()
             server.wait(15)
+            if simulator is not None:
+                simulator.terminate()
+                simulator.wait(15)
     write_result(args.label, {
               "setup": {"server": "one uvicorn worker pinned to CPU 0 (uvloop, httptools)",
+                        "providers": (f"simulator on CPU 1 at {args.providers_latency_ms:g} ms"
+                                      if simulator else "none (not_configured)"),
                         "load": "this process pinned to CPU 1", "durability": "SQLite WAL synchronous=FULL, group commit",
                         "seconds": args.seconds, "connections": args.connections},
               "runs": runs})

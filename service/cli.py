@@ -38,6 +38,9 @@ def serve(args: argparse.Namespace) -> int:
         for error in exc.errors:
             print(f"model error: {error}", file=sys.stderr)
         return 2
+    except ValueError as exc:  # e.g. an unreadable provider credentials file
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
     app = create_app(settings, runtime)
     uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port,
                 workers=1, loop="uvloop", http="httptools", log_config=None,
@@ -170,6 +173,24 @@ def lists_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def providers_simulate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from service.verification.simulator import OUTCOMES, Behaviour, serve_forever
+
+    try:
+        behaviour = {name: Behaviour(args.latency_ms, args.jitter_ms, args.failure, args.failure_rate)
+                     for name in OUTCOMES}
+    except ValueError as exc:
+        print(f"simulate: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve_forever(args.host, args.port, behaviour, args.seed))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="loan-decision", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -219,6 +240,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reason", required=True, help="why: ticket or case number")
     p.add_argument("--remove", action="store_true", help="remove the entries instead of adding them")
     p.set_defaults(func=lists_import)
+
+    providers = commands.add_parser("providers", help="verification providers").add_subparsers(
+        dest="providers_command", required=True)
+    p = providers.add_parser("simulate", help="serve the identity, face and SMS APIs on loopback "
+                                              "(outcomes and failure modes: service/verification/simulator.py)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8081)
+    p.add_argument("--latency-ms", type=float, default=0.0)
+    p.add_argument("--jitter-ms", type=float, default=0.0)
+    p.add_argument("--failure", help="timeout, hang, 5xx, reset, malformed or slow_drip")
+    p.add_argument("--failure-rate", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=providers_simulate)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -7,9 +7,10 @@ message naming the variable, never a traceback deep inside the app.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +42,20 @@ class Settings(BaseSettings):
     pii_key: str = Field(DEV_PII_KEY, min_length=32)
     # How often a worker checks whether a new whitelist version was imported.
     whitelist_poll_s: float = Field(1.0, gt=0, le=60)
+    # Verification providers: one base URL for all three (the simulator), or one each. Empty:
+    # no provider, so every required check is an error and nothing is approved.
+    providers_url: str = ""
+    identity_url: str = ""
+    face_url: str = ""
+    sms_url: str = ""
+    # Credentials: a JSON file {"identity": key, "face": key, "sms": key}, else one key for all.
+    provider_credentials_file: Path | None = None
+    provider_key: SecretStr = SecretStr("")
+    provider_timeout_ms: float = Field(800.0, gt=0, le=60000)
+    provider_concurrency: int = Field(32, ge=1, le=4096)
+    provider_retries: int = Field(1, ge=0, le=5)
+    breaker_open_s: float = Field(5.0, gt=0, le=600)
+    breaker_slow_ms: float = Field(1000.0, gt=0, le=60000)
     # One deadline bounds a whole decision, provider calls and retries included.
     deadline_ms: float = Field(3000.0, gt=0, le=60000)
     # Group commit: how long the writer lingers for more decisions before a commit (0 = commit
@@ -69,6 +84,25 @@ class Settings(BaseSettings):
     @property
     def database_path(self) -> Path:
         return self.data_dir / "decisions.sqlite3"
+
+    def provider_urls(self) -> dict[str, str]:
+        """The configured providers and their base URLs."""
+        urls = {"identity": self.identity_url, "face": self.face_url, "sms": self.sms_url}
+        return {name: (url or self.providers_url).rstrip("/") for name, url in urls.items()
+                if url or self.providers_url}
+
+    def provider_credentials(self) -> dict[str, str]:
+        """Raises ValueError (naming the file, never a key) if the file is unusable."""
+        if self.provider_credentials_file is None:
+            key = self.provider_key.get_secret_value()
+            return dict.fromkeys(("identity", "face", "sms"), key)
+        try:
+            data = json.loads(self.provider_credentials_file.read_text())
+            if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+                raise ValueError
+        except (OSError, ValueError):
+            raise ValueError(f"{self.provider_credentials_file}: expected a JSON object of provider: key") from None
+        return data
 
     @property
     def whitelist_dir(self) -> Path:

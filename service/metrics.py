@@ -58,3 +58,19 @@ MODEL_REFUSED = Counter(
 )
 MODEL_INFO = Gauge("loan_model_info", "Loaded credit models (value 1), by name and version.",
                    ["model", "version"])
+PROVIDER_CALLS = Counter(
+    "loan_provider_calls_total", "Verification provider calls, by provider and result.",
+    ["provider", "result"],  # ok | timeout | unavailable | bad_response | circuit_open | …
+)
+PROVIDER_SECONDS = Histogram(
+    "loan_provider_call_duration_seconds", "Verification provider call latency (each attempt).",
+    ["provider"], buckets=LATENCY_BUCKETS,
+)
+BREAKER_STATE = Gauge(
+    "loan_provider_breaker_state", "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open.",
+    ["provider"],
+)
+BREAKER_TRANSITIONS = Counter(
+    "loan_provider_breaker_transitions_total", "Circuit breaker transitions, by provider and new state.",
+    ["provider", "state"],
+)

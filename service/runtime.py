@@ -26,22 +26,35 @@ from service.store.lists import SqliteLists
 from service.store.velocity import SqliteVelocity
 from service.store.whitelist import SqliteWhitelist
 from service.strategy import StrategyStage
-from service.verification.stage import VerificationStage
+from service.verification.breaker import BreakerPolicy, CircuitBreaker
+from service.verification.providers import HttpProvider, ProviderConfig
+from service.verification.stage import Provider, VerificationStage
 
 log = logging.getLogger("service.runtime")
 
 
 def build_pipeline(observe: bool = True, models: dict[str, OnnxModel] | None = None,
-                   sources: list[Source] | None = None) -> Pipeline:
+                   sources: list[Source] | None = None,
+                   providers: dict[str, Provider] | None = None) -> Pipeline:
     """The six stages. ``observe=False`` for offline runs (rule tests): no metrics."""
     return Pipeline([
         RuleStage("validation"),
-        VerificationStage(),
+        VerificationStage(providers),
         EnrichmentStage(sources),
         RuleStage("fraud"),
         ScoringStage(models, observe),
         StrategyStage(),
     ], __version__, observe)
+
+
+def build_providers(settings: Settings) -> dict[str, HttpProvider]:
+    """An HTTP adapter, with its circuit breaker, for each configured provider."""
+    credentials = settings.provider_credentials()
+    policy = BreakerPolicy(open_s=settings.breaker_open_s, slow_s=settings.breaker_slow_ms / 1000)
+    return {name: HttpProvider(ProviderConfig(
+        name, url, credentials.get(name, ""), settings.provider_timeout_ms / 1000,
+        settings.provider_concurrency, settings.provider_retries), CircuitBreaker(name, policy))
+        for name, url in settings.provider_urls().items()}
 
 
 def check_ruleset(directory: Path, models: set[str] | None = None) -> Ruleset:
@@ -70,8 +83,9 @@ class Runtime:
         self.whitelist = SqliteWhitelist(settings.whitelist_dir, keyed, settings.whitelist_poll_s)
         self.velocity = SqliteVelocity(settings.data_dir / "velocity.sqlite3", keyed)
         self.lists = SqliteLists(settings.data_dir / "lists.sqlite3", keyed)
+        self.providers = build_providers(settings)
         self.pipeline = build_pipeline(models=self.models, sources=[
-            WhitelistSource(self.whitelist), VelocitySource(self.velocity)])
+            WhitelistSource(self.whitelist), VelocitySource(self.velocity)], providers=self.providers)
         self.decisions = Decisions(self.pipeline, self.store, settings.deadline_ms / 1000)
 
     @classmethod
@@ -98,6 +112,10 @@ class Runtime:
             self.ruleset_errors = [str(e) for e in exc.errors]
             log.error("ruleset refused; not ready", extra={"fields": {"errors": self.ruleset_errors}})
         metrics.READY.set(1 if self.ready() else 0)
+
+    async def close_providers(self) -> None:
+        for provider in self.providers.values():
+            await provider.aclose()
 
     def stop(self) -> None:
         self.store.close()

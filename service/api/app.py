@@ -117,6 +117,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             loop.remove_signal_handler(signal.SIGHUP)
         except (NotImplementedError, RuntimeError, ValueError):
             pass
+        await runtime.close_providers()
         runtime.stop()
 
     app = FastAPI(title="Instant-loan decision API", version="1", lifespan=lifespan,

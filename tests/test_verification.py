@@ -1,0 +1,210 @@
+"""Identity, face and SMS verification through the HTTP adapters, against the provider simulator
+over real loopback HTTP: outcomes, concurrency, the deadline, retries, circuit breakers, privacy."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from service.api.app import create_app
+from service.config import Settings
+from service.runtime import Runtime
+from service.store.whitelist import import_whitelist
+from service.verification.breaker import CLOSED, HALF_OPEN, OPEN, BreakerPolicy, CircuitBreaker
+from service.verification.simulator import FAILURES, Simulator
+
+from .factories import CLIENT, application, id_number
+
+DEADLINE_S = 1.0
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[Simulator]:
+    sim = Simulator(seed=1)
+    await sim.start()
+    yield sim
+    await sim.stop()
+
+
+@pytest.fixture
+async def verified(tmp_path, simulator) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
+    settings = Settings(data_dir=tmp_path / "data", providers_url=simulator.url, provider_key="sim-key",
+                        deadline_ms=DEADLINE_S * 1000, provider_timeout_ms=300, breaker_open_s=0.3)
+    runtime = Runtime.from_settings(settings)
+    runtime.start()
+    source = tmp_path / "wl.csv"
+    source.write_text(f"id_number,segment,limit,rate_tier,valid_until\n{id_number()},consumer,50000,T2,2027-06-30\n")
+    import_whitelist(settings.whitelist_dir, source, runtime.whitelist.keyed)
+    app = create_app(settings, runtime)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client, runtime
+    await runtime.close_providers()
+    runtime.stop()
+
+
+async def decide(client: httpx.AsyncClient, app_id: str, **patch) -> dict:
+    resp = await client.post("/v1/decisions?explain=true", json=application(app_id, **patch), headers=CLIENT)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+def checks(decision: dict) -> dict:
+    return next(s for s in decision["trace"] if s["stage"] == "verification")["detail"]["checks"]
+
+
+def codes(decision: dict) -> list[str]:
+    return [r["code"] for r in decision["reasons"]]
+
+
+async def test_a_verified_preapproved_applicant_is_approved(verified):
+    client, _ = verified
+    decision = await decide(client, "v-ok")
+    assert checks(decision) == {"identity": {"status": "match"}, "face": {"status": "pass", "score": 0.97},
+                                "sms": {"status": "verified"}}
+    assert decision["outcome"] == "approve", decision["reasons"]
+    assert decision["offer"]["term_months"] == 12 and decision["offer"]["amount"] > 0
+
+
+@pytest.mark.parametrize(("patch", "reason"), [
+    ({"applicant": {"id_number": id_number(seq="998")}}, "IDENTITY_MISMATCH"),
+    ({"applicant": {"id_number": id_number(seq="999")}}, "IDENTITY_MISMATCH"),  # not found
+    ({"verification": {"face": {"liveness_token": "tok-spoof-1"}}}, "FACE_LIVENESS_FAILED"),
+    ({"verification": {"face": {"liveness_token": "tok-low-1"}}}, "FACE_SIMILARITY_LOW"),
+    ({"verification": {"sms": {"request_id": "sms-1", "code": "000000"}}}, "SMS_NOT_VERIFIED"),
+    ({"verification": {"sms": {"request_id": "expired-1", "code": "123456"}}}, "SMS_NOT_VERIFIED"),
+])
+async def test_provider_outcomes_are_decided_by_the_rules(verified, patch, reason):
+    client, _ = verified
+    decision = await decide(client, f"v-{reason}-{len(str(patch))}", **patch)
+    assert decision["outcome"] == "decline" and reason in codes(decision)
+
+
+async def test_the_three_calls_overlap(verified, simulator):
+    client, _ = verified
+    for provider in ("identity", "face", "sms"):
+        simulator.set(provider, latency_ms=150)
+    await decide(client, "v-overlap")
+    calls = simulator.calls[-3:]
+    assert sorted(c[0] for c in calls) == ["face", "identity", "sms"]
+    assert max(start for _, start, _ in calls) < min(end for _, _, end in calls)
+
+
+async def test_each_provider_gets_only_what_it_needs(verified, simulator):
+    client, _ = verified
+    decision = await decide(client, "v-privacy")
+    sent = {provider: set(body) for provider, body in simulator.received[-3:]}
+    assert sent == {"identity": {"name", "id_number", "phone"}, "face": {"liveness_token", "id_number"},
+                    "sms": {"request_id", "code", "phone"}}
+    assert "tok-good" not in str(decision["trace"])  # no token kept in the trace
+
+
+@pytest.mark.parametrize("failure", FAILURES)
+async def test_every_failure_mode_refers_inside_the_deadline(verified, simulator, failure):
+    client, runtime = verified
+    simulator.set("identity", failure=failure, failure_rate=1.0)
+    started = time.monotonic()
+    decision = await decide(client, f"v-fail-{failure}")
+    elapsed = time.monotonic() - started
+    assert elapsed < DEADLINE_S + 0.5, f"{failure}: {elapsed:.2f} s"
+    assert checks(decision)["identity"]["status"] == "error"
+    assert checks(decision)["face"]["status"] == "pass"  # the others are unaffected
+    assert decision["outcome"] == "refer" and "VERIFICATION_UNAVAILABLE" in codes(decision)
+
+
+async def test_retries_only_when_safe(verified, simulator):
+    client, _ = verified
+    simulator.set("identity", failure="reset", failure_rate=1.0)
+    simulator.set("sms", failure="reset", failure_rate=1.0)
+    before = len(simulator.received)
+    await decide(client, "v-retry")
+    sent = [p for p, _ in simulator.received[before:]]
+    assert sent.count("identity") == 2  # an idempotent look-up: retried once
+    assert sent.count("sms") == 1  # the SMS check may have consumed the code: not repeated
+    simulator.set("sms", failure="5xx", failure_rate=1.0)
+    before = len(simulator.received)
+    await decide(client, "v-retry-503")
+    assert [p for p, _ in simulator.received[before:]].count("sms") == 2  # 503: not processed
+
+
+async def test_the_breaker_opens_fails_fast_and_recovers(verified, simulator):
+    client, runtime = verified
+    breaker = runtime.providers["face"].breaker
+    simulator.set("face", failure="5xx", failure_rate=1.0)
+    for n in range(4):
+        await decide(client, f"v-brk-{n}")
+    assert breaker.state == OPEN
+    before = len(simulator.received)
+    decision = await decide(client, "v-brk-open")
+    assert checks(decision)["face"] == {"status": "error", "error": "circuit_open"}
+    assert "face" not in [p for p, _ in simulator.received[before:]]  # failed fast, nothing sent
+    metrics = (await client.get("/metrics")).text
+    assert 'loan_provider_breaker_state{provider="face"} 2.0' in metrics
+    simulator.set("face")  # healthy again
+    await asyncio.sleep(0.35)  # open_s
+    for n in range(3):  # the probes
+        decision = await decide(client, f"v-brk-probe-{n}")
+        assert checks(decision)["face"]["status"] == "pass"
+    assert breaker.state == CLOSED
+
+
+async def test_no_connection_leaks_under_a_burst_of_failures(verified, simulator):
+    client, runtime = verified
+    simulator.set("identity", failure="hang", failure_rate=0.5)
+    simulator.set("face", failure="reset", failure_rate=0.5)
+    simulator.set("sms", latency_ms=20)
+    decisions = await asyncio.gather(*(decide(client, f"v-burst-{n}") for n in range(40)))
+    assert all(d["outcome"] in ("approve", "refer", "decline") for d in decisions)
+    for provider in ("identity", "face", "sms"):
+        simulator.set(provider)
+    # a connection whose connect was cut off by the deadline is taken up by the next calls
+    await asyncio.gather(*(decide(client, f"v-after-{n}") for n in range(40)))
+    for provider in runtime.providers.values():
+        # httpcore's pools: the connections they hold, and in which state
+        connections = [c for client in provider.clients for c in client._transport._pool.connections]
+        assert len(connections) <= provider.config.concurrency
+        assert not [c for c in connections if not (c.is_idle() or c.is_closed())], provider.name
+
+
+# --- the breaker on its own, with a hand-driven clock -----------------------------------------
+
+class Clock:
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_breaker_opens_on_the_failure_rate_not_on_a_count():
+    clock = Clock()
+    breaker = CircuitBreaker("t1", BreakerPolicy(window=20, min_calls=10, failure_rate=0.5), clock)
+    for n in range(40):  # 25 % failures, spread: many failures in all, never half of the window
+        breaker.record(failed=n % 4 == 0, seconds=0.01)
+    assert breaker.state == CLOSED
+    for _ in range(10):
+        breaker.record(failed=True, seconds=0.01)
+    assert breaker.state == OPEN and not breaker.allow()
+
+
+def test_breaker_opens_on_slow_calls_and_reopens_on_a_failed_probe():
+    clock = Clock()
+    breaker = CircuitBreaker("t2", BreakerPolicy(window=10, min_calls=5, slow_rate=0.8, slow_s=1.0,
+                                                 open_s=5, probes=2), clock)
+    for _ in range(5):
+        breaker.record(failed=False, seconds=1.5)
+    assert breaker.state == OPEN
+    clock.now = 5.0
+    assert breaker.allow() and breaker.state == HALF_OPEN
+    assert breaker.allow() and not breaker.allow()  # only the two probes go out
+    breaker.record(failed=True, seconds=0.1)
+    assert breaker.state == OPEN and not breaker.allow()
+    clock.now = 10.0
+    assert breaker.allow()
+    breaker.record(failed=False, seconds=0.1)
+    assert breaker.allow()
+    breaker.record(failed=False, seconds=0.1)
+    assert breaker.state == CLOSED
