@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     provider_timeout_ms: float = Field(800.0, gt=0, le=60000)
     provider_concurrency: int = Field(32, ge=1, le=4096)
     provider_retries: int = Field(1, ge=0, le=5)
+    # Per-provider changes to the three above, JSON: {"face": {"timeout_ms": 1500, "concurrency": 8}}
+    provider_overrides: str = ""
     breaker_open_s: float = Field(5.0, gt=0, le=600)
     breaker_slow_ms: float = Field(1000.0, gt=0, le=60000)
     # One deadline bounds a whole decision, provider calls and retries included.
@@ -73,6 +75,12 @@ class Settings(BaseSettings):
         parse_api_keys(value)
         return value
 
+    @field_validator("provider_overrides")
+    @classmethod
+    def _check_overrides(cls, value: str) -> str:
+        parse_provider_overrides(value)
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _check_level(cls, value: str) -> str:
@@ -90,6 +98,13 @@ class Settings(BaseSettings):
         urls = {"identity": self.identity_url, "face": self.face_url, "sms": self.sms_url}
         return {name: (url or self.providers_url).rstrip("/") for name, url in urls.items()
                 if url or self.providers_url}
+
+    def provider_options(self, name: str) -> tuple[float, int, int]:
+        """(timeout in seconds, concurrency, retries) for one provider."""
+        own = parse_provider_overrides(self.provider_overrides).get(name, {})
+        return (own.get("timeout_ms", self.provider_timeout_ms) / 1000,
+                int(own.get("concurrency", self.provider_concurrency)),
+                int(own.get("retries", self.provider_retries)))
 
     def provider_credentials(self) -> dict[str, str]:
         """Raises ValueError (naming the file, never a key) if the file is unusable."""
@@ -134,3 +149,28 @@ def parse_api_keys(value: str) -> dict[bytes, str]:
     if not keys:
         raise ValueError("no API keys configured")
     return keys
+
+
+OVERRIDE_LIMITS = {"timeout_ms": (1, 60000), "concurrency": (1, 4096), "retries": (0, 5)}
+
+
+def parse_provider_overrides(value: str) -> dict[str, dict[str, float]]:
+    """``{"face": {"timeout_ms": 1500}}`` → checked dict; ValueError names what is wrong."""
+    if not value.strip():
+        return {}
+    try:
+        data = json.loads(value)
+    except ValueError:
+        raise ValueError("must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise ValueError("must be a JSON object of provider: {setting: value}")
+    for name, options in data.items():
+        if name not in ("identity", "face", "sms") or not isinstance(options, dict):
+            raise ValueError(f"'{name}': providers are identity, face, sms, each with an object")
+        for key, number in options.items():
+            low, high = OVERRIDE_LIMITS.get(key, (None, None))
+            if low is None:
+                raise ValueError(f"{name}.{key}: settings are {', '.join(OVERRIDE_LIMITS)}")
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or not low <= number <= high:
+                raise ValueError(f"{name}.{key}: a number from {low} to {high}")
+    return data

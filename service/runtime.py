@@ -51,10 +51,10 @@ def build_providers(settings: Settings) -> dict[str, HttpProvider]:
     """An HTTP adapter, with its circuit breaker, for each configured provider."""
     credentials = settings.provider_credentials()
     policy = BreakerPolicy(open_s=settings.breaker_open_s, slow_s=settings.breaker_slow_ms / 1000)
-    return {name: HttpProvider(ProviderConfig(
-        name, url, credentials.get(name, ""), settings.provider_timeout_ms / 1000,
-        settings.provider_concurrency, settings.provider_retries), CircuitBreaker(name, policy))
-        for name, url in settings.provider_urls().items()}
+    return {name: HttpProvider(ProviderConfig(name, url, credentials.get(name, ""),
+                                              *settings.provider_options(name)),
+                               CircuitBreaker(name, policy))
+            for name, url in settings.provider_urls().items()}
 
 
 def check_ruleset(directory: Path, models: set[str] | None = None) -> Ruleset:

@@ -104,16 +104,26 @@ async def test_each_provider_gets_only_what_it_needs(verified, simulator):
 
 
 @pytest.mark.parametrize("failure", FAILURES)
-async def test_every_failure_mode_refers_inside_the_deadline(verified, simulator, failure):
+async def test_every_failure_mode_refers_in_time_opens_the_breaker_and_recovers(verified, simulator, failure):
     client, runtime = verified
+    breaker = runtime.providers["identity"].breaker
     simulator.set("identity", failure=failure, failure_rate=1.0)
     started = time.monotonic()
-    decision = await decide(client, f"v-fail-{failure}")
+    decisions = await asyncio.gather(*(decide(client, f"v-fail-{failure}-{n}", device={"device_id": f"d-{n}"})
+                                       for n in range(5)))
     elapsed = time.monotonic() - started
-    assert elapsed < DEADLINE_S + 0.5, f"{failure}: {elapsed:.2f} s"
-    assert checks(decision)["identity"]["status"] == "error"
-    assert checks(decision)["face"]["status"] == "pass"  # the others are unaffected
-    assert decision["outcome"] == "refer" and "VERIFICATION_UNAVAILABLE" in codes(decision)
+    assert elapsed < DEADLINE_S + 0.5, f"{failure}: {elapsed:.2f} s for five concurrent decisions"
+    for decision in decisions:
+        assert checks(decision)["identity"]["status"] == "error"
+        assert checks(decision)["face"]["status"] == "pass"  # the others are unaffected
+        assert decision["outcome"] == "refer" and "VERIFICATION_UNAVAILABLE" in codes(decision)
+    assert breaker.state == OPEN
+    simulator.set("identity")  # the provider heals
+    await asyncio.sleep(0.35)  # LOAN_BREAKER_OPEN_S
+    for n in range(3):  # the half-open probes
+        decision = await decide(client, f"v-heal-{failure}-{n}")
+        assert checks(decision)["identity"] == {"status": "match"}
+    assert breaker.state == CLOSED
 
 
 async def test_retries_only_when_safe(verified, simulator):
@@ -208,3 +218,25 @@ def test_breaker_opens_on_slow_calls_and_reopens_on_a_failed_probe():
     assert breaker.allow()
     breaker.record(failed=False, seconds=0.1)
     assert breaker.state == CLOSED
+
+
+def test_provider_settings_per_provider_and_their_errors(tmp_path):
+    from pydantic import ValidationError
+
+    from service.runtime import build_providers
+
+    secrets = tmp_path / "providers.json"
+    secrets.write_text('{"identity": "id-key", "face": "face-key", "sms": "sms-key"}')
+    settings = Settings(providers_url="http://127.0.0.1:9/", sms_url="http://127.0.0.1:10",
+                        provider_credentials_file=secrets,
+                        provider_overrides='{"face": {"timeout_ms": 1500, "concurrency": 8, "retries": 0}}')
+    providers = build_providers(settings)
+    assert providers["identity"].config.url == "http://127.0.0.1:9" and providers["sms"].config.url == "http://127.0.0.1:10"
+    assert (providers["face"].config.timeout_s, providers["face"].config.concurrency, providers["face"].config.retries) == (1.5, 8, 0)
+    assert (providers["sms"].config.timeout_s, providers["sms"].config.concurrency) == (0.8, 32)
+    assert providers["face"].clients[0].headers["authorization"] == "Bearer face-key"
+    with pytest.raises(ValidationError, match="face.timeout: settings are"):
+        Settings(provider_overrides='{"face": {"timeout": 3}}')
+    secrets.write_text("not json")
+    with pytest.raises(ValueError, match="providers.json: expected a JSON object"):
+        build_providers(settings)
