@@ -158,7 +158,7 @@ def lists_import(args: argparse.Namespace) -> int:
     settings = _settings()
     store = SqliteLists(settings.data_dir / "lists.sqlite3", KeyedHash(settings.pii_key))
     store.open()
-    store.declare({name: spec.kind for name, spec in ruleset.lists.items()})
+    store.declare(ruleset.list_kinds)
     action = "remove" if args.remove else "add"
     try:
         changed = store.change(Change(args.name, action, args.actor, "cli", args.reason), values)

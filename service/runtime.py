@@ -105,7 +105,7 @@ class Runtime:
             metrics.MODEL_INFO.labels(model.name, model.version).set(1)
         try:
             self.ruleset = check_ruleset(self.settings.rules_dir, set(self.models))
-            self.lists.declare({name: spec.kind for name, spec in self.ruleset.lists.items()})
+            self.lists.declare(self.ruleset.list_kinds)
             metrics.RULESET_INFO.info({"version": self.ruleset.version})
             log.info("ruleset loaded", extra={"fields": {"ruleset": self.ruleset.version}})
         except RulesetError as exc:
@@ -143,7 +143,7 @@ class Runtime:
                 return None, errors
             metrics.RULE_RELOADS.labels("applied").inc()
             metrics.RULESET_INFO.info({"version": ruleset.version})
-            self.lists.declare({name: spec.kind for name, spec in ruleset.lists.items()})
+            self.lists.declare(ruleset.list_kinds)
             previous, self.ruleset = self.ruleset, ruleset
             self.ruleset_errors = []
             metrics.READY.set(1 if self.ready() else 0)

@@ -120,6 +120,11 @@ class Ruleset:
     fraud: RuleSet
     strategy: Strategy
 
+    @property
+    def list_kinds(self) -> dict[str, str]:
+        """Declared list name → what its entries are (what a list store needs to know)."""
+        return {name: spec.kind for name, spec in self.lists.items()}
+
 
 class RulesetError(Exception):
     """Every problem found: positioned load errors, or the report lines of failing rule tests

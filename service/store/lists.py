@@ -26,7 +26,6 @@ from service.logs import mask_id_number, mask_phone
 from service.store.keys import KeyedHash
 from service.store.sqlite import connect
 
-KINDS = ("id_number", "phone", "device", "ip", "uscc")
 FRESH_S = 0.1  # another process's list change is seen within this
 
 SCHEMA = """
