@@ -173,6 +173,85 @@ def lists_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def backtest(args: argparse.Namespace) -> int:
+    import orjson
+
+    from service.backtest import Evaluator, render, run
+    from service.charts import ChartUnavailable, backtest_chart
+    from service.engine.ruleset import RulesetError, load_ruleset
+    from service.runtime import build_pipeline
+    from service.scoring.model import ModelError, load_models
+
+    try:
+        models = load_models(Path(args.models or _settings().models_dir))
+    except ModelError as exc:
+        print("\n".join(f"model error: {e}" for e in exc.errors), file=sys.stderr)
+        return 2
+    evaluators = []
+    for directory in [args.rules] + ([args.against] if args.against else []):
+        try:
+            ruleset = load_ruleset(Path(directory), set(models))
+            pipeline = build_pipeline(observe=False, models=models)
+            evaluators.append(Evaluator(ruleset, models, pipeline, args.arm))
+        except RulesetError as exc:
+            print("\n".join(str(e) for e in exc.errors), file=sys.stderr)
+            print(f"{directory}: {len(exc.errors)} error(s)", file=sys.stderr)
+            return 2
+        except ValueError as exc:
+            print(f"{directory}: {exc}", file=sys.stderr)
+            return 2
+    try:
+        report, errors = run(Path(args.input), evaluators)
+    except OSError as exc:
+        print(f"{args.input}: {exc}", file=sys.stderr)
+        return 2
+    if report["invalid_lines"]:
+        print("\n".join(errors), file=sys.stderr)
+        print(f"{args.input}: {report['invalid_lines']} invalid line(s); nothing written", file=sys.stderr)
+        return 2
+    print("\n".join(render(report)))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "backtest.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
+    written = [out / "backtest.json"]
+    if not args.no_chart:
+        try:
+            backtest_chart(report, out / "backtest.png")
+            written.append(out / "backtest.png")
+        except ChartUnavailable as exc:
+            print(f"no chart: {exc}", file=sys.stderr)
+    print("\nwritten: " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def report_funnel(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    import orjson
+
+    from service.funnel import funnel, parse_time, render
+
+    try:
+        until = parse_time(args.until) if args.until else dt.datetime.now(dt.timezone.utc)
+        since = parse_time(args.since) if args.since else until - dt.timedelta(days=7)
+    except ValueError as exc:
+        print(f"funnel: {exc} (use 2026-11-16, 2026-11-16T08:00 or an ISO time with offset)", file=sys.stderr)
+        return 2
+    if since >= until:
+        print("funnel: --since must be before --until", file=sys.stderr)
+        return 2
+    try:
+        report = funnel(Path(args.database or _settings().database_path), since, until)
+    except (FileNotFoundError, OSError) as exc:
+        print(f"funnel: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    else:
+        print("\n".join(render(report)))
+    return 0
+
+
 def providers_simulate(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -240,6 +319,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reason", required=True, help="why: ticket or case number")
     p.add_argument("--remove", action="store_true", help="remove the entries instead of adding them")
     p.set_defaults(func=lists_import)
+
+    p = commands.add_parser("backtest", help="what a ruleset (and a second one) would decide on past "
+                                             "applications; writes JSON and a PNG chart")
+    p.add_argument("--rules", required=True, help="rules directory A")
+    p.add_argument("--against", help="rules directory B: adds the swap set A → B")
+    p.add_argument("--input", required=True, help="JSON lines: request bodies + optional label, recorded "
+                                                  "(format: service/backtest.py, README)")
+    p.add_argument("--models", help="models directory (default: the configured one)")
+    p.add_argument("--arm", help="decide every application on this experiment arm (default: its live arm)")
+    p.add_argument("--out", default="backtest-out", help="folder for backtest.json and backtest.png")
+    p.add_argument("--no-chart", action="store_true", help="JSON only")
+    p.set_defaults(func=backtest)
+
+    report = commands.add_parser("report", help="reports from the decision store").add_subparsers(
+        dest="report_command", required=True)
+    p = report.add_parser("funnel", help="per product and arm: applications entering and leaving each "
+                                         "stage, with the top reason codes")
+    p.add_argument("--since", help="start, inclusive (default: 7 days before --until); a date or time "
+                                   "without offset is Beijing time")
+    p.add_argument("--until", help="end, exclusive (default: now)")
+    p.add_argument("--database", help="decision store (default: the configured one)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=report_funnel)
 
     providers = commands.add_parser("providers", help="verification providers").add_subparsers(
         dest="providers_command", required=True)

@@ -101,16 +101,21 @@ class Decisions:
             decision_id=decision_id, application_id=request.application_id, body_sha256=digest,
             outcome=body["outcome"], product=request.product, arm=body["experiment"]["arm"],
             decided_at=decided_at.isoformat(), response=orjson.dumps(body),
-            trace=orjson.dumps(ctx.trace, default=str))
+            trace=orjson.dumps(ctx.trace, default=str), shadow=orjson.dumps(ctx.shadow))
         stored, created = await self.store.save(record)
         if created:
             metrics.DECISIONS.labels(record.outcome, record.product, record.arm).inc()
+            for shadow in ctx.shadow:
+                metrics.SHADOW_DECISIONS.labels(shadow["arm"], shadow["outcome"], record.product,
+                                                "yes" if shadow["outcome"] == record.outcome else "no").inc()
             for reason in ctx.reasons:
                 metrics.REASON_CODES.labels(reason["code"], reason["stage"]).inc()
             log.info("decision", extra={"fields": {
                 "decision_id": decision_id, "application_id": request.application_id,
-                "outcome": record.outcome, "product": record.product,
+                "outcome": record.outcome, "product": record.product, "arm": record.arm,
                 "reasons": [r["code"] for r in ctx.reasons], "ruleset": ruleset.version,
+                "model": ctx.score["model"] if ctx.score else None,
+                "shadow": {s["arm"]: s["outcome"] for s in ctx.shadow} or None,
                 "elapsed_ms": body["elapsed_ms"],
                 "stages_ms": {s["stage"]: s["ms"] for s in ctx.trace}}})
         return Answer(stored, replayed=not created)

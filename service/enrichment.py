@@ -59,7 +59,7 @@ class VelocitySource:
         request = ctx.request
         counts = self.velocity.count_and_record(request.application_id, {
             "device": request.device.device_id, "phone": request.applicant.phone,
-            "id": request.applicant.id_number, "ip": str(request.device.ip)})
+            "id": request.applicant.id_number, "ip": request.device.ip})
         ctx.facts.update(counts)
         return {name.removeprefix("velocity."): value for name, value in counts.items()}
 

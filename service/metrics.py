@@ -30,6 +30,12 @@ DECISIONS = Counter(
     "loan_decisions_total", "Decisions made, by outcome, product and experiment arm.",
     ["outcome", "product", "arm"],
 )
+SHADOW_DECISIONS = Counter(
+    "loan_shadow_decisions_total",
+    "Shadow-arm evaluations (recorded, never answered), by arm, its outcome, product and whether "
+    "it agrees with the live outcome.",
+    ["arm", "outcome", "product", "agrees"],
+)
 REASON_CODES = Counter(
     "loan_reason_codes_total", "Reason codes given in decisions.", ["code", "stage"],
 )

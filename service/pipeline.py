@@ -8,10 +8,15 @@ Outcome: ``decline`` if any decline fired, else ``refer`` if any refer fired, el
 strategy table says. Stages that cost money or cannot change that outcome are skipped (and the
 skip is traced): verification after a validation decline, scoring after any decline, the
 strategy after any decline or refer.
+
+Each decision runs on one experiment arm (its decision table and model). Shadow arms are
+evaluated after the live run from a copy of the context taken just before scoring; their
+outcomes are recorded with the decision and never change it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from dataclasses import dataclass, field
@@ -19,8 +24,9 @@ from typing import Any, Protocol
 
 from service import metrics
 from service.engine.derived import derive
+from service.engine.experiment import Arm
 from service.engine.facts import request_facts
-from service.engine.ruleset import Product, Rule, Ruleset, RuleSet
+from service.engine.ruleset import Product, Rule, RuleSet, Ruleset
 from service.schemas import DecisionRequest
 
 SLA = dt.timedelta(minutes=10)
@@ -53,6 +59,7 @@ class DecisionContext:
     facts: dict[str, Any]
     lists: ListLookup
     deadline: float  # time.monotonic() by which the decision must be made
+    arm: Arm
     reasons: list[dict[str, str]] = field(default_factory=list)
     declined: bool = False
     referred: bool = False
@@ -60,6 +67,15 @@ class DecisionContext:
     score: dict[str, Any] | None = None
     offer: dict[str, Any] | None = None
     strategy_outcome: str | None = None
+    shadow: list[dict[str, Any]] = field(default_factory=list)  # shadow arms' results
+    scores: dict[str, Any] = field(default_factory=dict)  # by model name; forks share it
+
+    def fork(self, arm: Arm) -> DecisionContext:
+        """An independent copy for evaluating ``arm`` from this point on."""
+        facts = dict(self.facts)
+        facts["flags"] = list(facts["flags"])
+        return dataclasses.replace(self, facts=facts, arm=arm, reasons=list(self.reasons), trace=[],
+                                   shadow=[])
 
     def add_reason(self, code: str, stage: str, message: str, action: str) -> None:
         self.reasons.append({"code": code, "stage": stage, "message": message})
@@ -100,13 +116,13 @@ def evaluate_rules(ctx: DecisionContext, rules: RuleSet) -> dict[str, Any]:
             errored.append(rule)
             continue
         if hit:
-            results.append({"id": rule.id, "result": "hit", "action": rule.action})
+            results.append(rule.hit)
             if rule.action == "flag":
                 facts["flags"].append(rule.id)
             else:
                 ctx.add_reason(rule.id, stage, rule.message, rule.action)
         else:
-            results.append({"id": rule.id, "result": "pass"})
+            results.append(rule.passed)
     if errored and rules.on_error == "decline":
         for rule in errored:
             ctx.add_reason(rule.id, stage, rule.message, "decline")
@@ -136,7 +152,8 @@ class Pipeline:
         self.observe = observe  # False for rule tests and backtests: they are not traffic
 
     def context(self, request: DecisionRequest, ruleset: Ruleset, lists: ListLookup,
-                deadline: float, recorded: dict[str, Any] | None = None) -> DecisionContext:
+                deadline: float, recorded: dict[str, Any] | None = None,
+                arm: Arm | None = None) -> DecisionContext:
         product = ruleset.products.get(request.product)
         facts = request_facts(request)
         facts["flags"] = []
@@ -146,10 +163,15 @@ class Pipeline:
         derive(request, facts, product.reference_rate if product else None)
         if recorded:
             facts.update(recorded)  # backtests and rule tests: stage facts as recorded
-        return DecisionContext(request, ruleset, product, facts, lists, deadline)
+        arm = arm or ruleset.experiment.assign(request.application_id)
+        return DecisionContext(request, ruleset, product, facts, lists, deadline, arm)
 
     async def run(self, ctx: DecisionContext) -> None:
-        for stage in self.stages:
+        shadows = ctx.ruleset.experiment.shadows
+        fork: DecisionContext | None = None
+        for index, stage in enumerate(self.stages):
+            if shadows and stage.name == "scoring":
+                fork, tail = ctx.fork(ctx.arm), self.stages[index:]
             started = time.perf_counter()
             skipped = stage.skip_reason(ctx)
             before = len(ctx.reasons)
@@ -161,6 +183,19 @@ class Pipeline:
                 "stage": stage.name, "ms": round(elapsed * 1000, 4),
                 "reasons": [r["code"] for r in ctx.reasons[before:]], "detail": detail,
             })
+        if fork is not None:
+            ctx.shadow = [await self._shadow(ctx, fork.fork(arm), tail) for arm in shadows]
+
+    @staticmethod
+    async def _shadow(live: DecisionContext, ctx: DecisionContext, tail: list[Stage]) -> dict[str, Any]:
+        """Run the stages from scoring on for a shadow arm; no metrics, no trace kept."""
+        for stage in tail:
+            if stage.skip_reason(ctx) is None:
+                await stage.run(ctx)
+        score = ctx.score
+        return {"arm": ctx.arm.name, "outcome": ctx.outcome, "reasons": [r["code"] for r in ctx.reasons],
+                "offer": ctx.offer if ctx.outcome == "approve" else None,
+                "grade": score["grade"] if score else None, "model": score["model"] if score else None}
 
     def response(self, ctx: DecisionContext, decision_id: str, received: float,
                  decided_at: dt.datetime) -> dict[str, Any]:
@@ -175,7 +210,7 @@ class Pipeline:
             "versions": {"ruleset": ctx.ruleset.version,
                          "model": ctx.score["model"] if ctx.score else None,
                          "service": self.service_version},
-            "experiment": {"arm": "champion"},
+            "experiment": {"arm": ctx.arm.name},
             "submitted_at": request.submitted_at,
             "decided_at": decided_at,
             "disburse_by": request.submitted_at + SLA,

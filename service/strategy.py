@@ -1,4 +1,4 @@
-"""The strategy stage: the first matching row of the decision table gives outcome and offer."""
+"""The strategy stage: the first matching row of the arm's decision table gives outcome and offer."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class StrategyStage:
 
     async def run(self, ctx: DecisionContext) -> dict[str, Any]:
         facts, lists = ctx.facts, ctx.lists
-        strategy = ctx.ruleset.strategy
+        strategy = ctx.arm.strategy
         tried: list[str] = []
         for row in strategy.rows:
             tried.append(row.id)
@@ -49,7 +49,7 @@ class StrategyStage:
         rate = ctx.product.rate_tiers.get(tier)
         if amount is None or limit is None or term is None or rate is None or amount <= 0 \
                 or limit < amount or term not in ctx.product.terms:
-            ctx.add_reason(STRATEGY_ERROR, "strategy", ERROR_MESSAGE, ctx.ruleset.strategy.on_error)
+            ctx.add_reason(STRATEGY_ERROR, "strategy", ERROR_MESSAGE, ctx.arm.strategy.on_error)
             return {"rows": tried, "matched": row.id,
                     "error": f"invalid offer (amount={amount}, limit={limit}, term={term}, tier={tier})"}
         ctx.strategy_outcome = "approve"

@@ -8,10 +8,12 @@ so the same files always give the same version and any edit gives a new one.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service.engine.experiment import CHAMPION, Arm, Experiment
 from service.engine.expressions import Compiled, ExpressionError, compile_expression
 from service.engine.facts import BOOL, CATALOGUE, NUMBER, STRING
 from service.engine.source import Located, Position, RuleError, load_yaml
@@ -22,6 +24,8 @@ ACTIONS = ("decline", "refer", "flag")
 OUTCOMES = ("approve", "decline", "refer")
 CHECKS = ("identity", "face", "sms")
 ERROR_POLICIES = ("refer", "decline", "ignore")
+ARM_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+MAX_ARMS = 8
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,13 @@ class Rule:
     action: str
     message: str
     position: Position
+    # The rule's trace entries, built once and shared by every decision (never mutated).
+    passed: dict[str, str] = field(init=False, repr=False, compare=False)
+    hit: dict[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "passed", {"id": self.id, "result": "pass"})
+        object.__setattr__(self, "hit", {"id": self.id, "result": "hit", "action": self.action})
 
 
 @dataclass(frozen=True)
@@ -119,6 +130,7 @@ class Ruleset:
     validation: RuleSet
     fraud: RuleSet
     strategy: Strategy
+    experiment: Experiment
 
     @property
     def list_kinds(self) -> dict[str, str]:
@@ -348,24 +360,30 @@ class _Loader:
 
     # --- strategy table ---------------------------------------------------------------------
 
-    def strategy(self, rule_ids: set[str]) -> Strategy:
+    def strategy(self, rule_ids: set[str]) -> tuple[Strategy, Experiment]:
         doc = self.document("strategy.yaml")
         if doc is None:
-            return Strategy((), "refer")
-        self.unknown_keys(doc, {"table", "on_error"}, None)
+            return Strategy((), "refer"), _single(Strategy((), "refer"))
+        self.unknown_keys(doc, {"table", "on_error", "experiment"}, None)
         on_error = self.choice(doc, "on_error", ("refer", "decline"), None, default="refer")
-        entries = doc.get("table")
+        main = Strategy(self.table(doc, rule_ids), on_error)
+        if "experiment" not in doc:
+            return main, _single(main)
+        return main, self.experiment(doc, main, rule_ids)
+
+    def table(self, owner: Located, rule_ids: set[str], arm: str | None = None) -> tuple[StrategyRow, ...]:
+        entries = owner.get("table")
         if not isinstance(entries, list) or not entries:
-            self.error(doc.at("table"), "'table' must be a non-empty list of rows")
-            return Strategy((), on_error)
+            self.error(owner.at("table"), "'table' must be a non-empty list of rows", arm)
+            return ()
         rows = []
         for entry in entries:
             if not isinstance(entry, Located):
-                self.error(doc.at("table"), "each row must be a mapping")
+                self.error(owner.at("table"), "each row must be a mapping", arm)
                 continue
             row_id = entry.get("id")
             if not isinstance(row_id, str) or not row_id:
-                self.error(entry.position, "each row needs an 'id'")
+                self.error(entry.position, "each row needs an 'id'", arm)
                 continue
             self.unknown_keys(entry, {"id", "when", "outcome", "reason", "message", "offer"}, row_id)
             when = self.expression(entry, "when", BOOL, row_id)
@@ -392,9 +410,59 @@ class _Loader:
                 rows.append(StrategyRow(row_id, when, outcome, reason, message or "", offer, entry.position))
         last = entries[-1]
         if isinstance(last, Located) and last.get("when") is not True:
-            self.error(last.at("when") if isinstance(last, Located) else doc.position,
+            self.error(last.at("when") if isinstance(last, Located) else owner.position,
                        "the last row must be a catch-all ('when: true')", last.get("id"))
-        return Strategy(tuple(rows), on_error)
+        return tuple(rows)
+
+    def experiment(self, doc: Located, main: Strategy, rule_ids: set[str]) -> Experiment:
+        spec = doc["experiment"]
+        if not isinstance(spec, Located):
+            self.error(doc.at("experiment"), "'experiment' must be a mapping with 'name' and 'arms'")
+            return _single(main)
+        self.unknown_keys(spec, {"name", "arms"}, None)
+        name = self.text(spec, "name", None)
+        arms_doc = spec.get("arms")
+        if not isinstance(arms_doc, Located) or not arms_doc:
+            self.error(spec.at("arms"), "'arms' must map arm names to {share | shadow, table, model}")
+            return _single(main)
+        if len(arms_doc) > MAX_ARMS:
+            self.error(spec.at("arms"), f"at most {MAX_ARMS} arms (each is a metric label value)")
+        live, shadows = [], []
+        for arm_name, arm_doc in arms_doc.items():
+            where = arms_doc.at(arm_name)
+            if not ARM_NAME.fullmatch(str(arm_name)):
+                self.error(where, "an arm name is lower_snake_case, at most 32 characters", str(arm_name))
+                continue
+            if not isinstance(arm_doc, Located):
+                self.error(where, "an arm must be a mapping", arm_name)
+                continue
+            self.unknown_keys(arm_doc, {"share", "shadow", "table", "model"}, arm_name)
+            table = self.table(arm_doc, rule_ids, arm_name) if "table" in arm_doc else main.rows
+            model = arm_doc.get("model")
+            if model is not None and (not isinstance(model, str)
+                                      or (self.models is not None and model not in self.models)):
+                known = ", ".join(sorted(self.models or ())) or "none"
+                self.error(arm_doc.at("model"), f"model {model!r} is not loaded (known: {known})", arm_name)
+            strategy = Strategy(table, main.on_error)
+            if arm_doc.get("shadow") is True:
+                if "share" in arm_doc:
+                    self.error(arm_doc.at("share"), "a shadow arm takes no share of live traffic", arm_name)
+                shadows.append(Arm(arm_name, strategy, model, 0.0, True))
+            else:
+                share = self.number(arm_doc, "share", arm_name, low=0.0, high=1.0)
+                live.append(Arm(arm_name, strategy, model, share))
+        if not live:
+            self.error(spec.at("arms"), "at least one arm must take live traffic ('share')")
+            return _single(main)
+        total = sum(a.share for a in live)
+        if abs(total - 1.0) > 1e-9:
+            self.error(spec.at("arms"), f"the live arms' shares must add up to 1 (they add up to {total:g})")
+        return Experiment(name, tuple(live), tuple(shadows))
+
+
+def _single(strategy: Strategy) -> Experiment:
+    """No experiment block: all traffic on the main table, arm 'champion'."""
+    return Experiment(CHAMPION, (Arm(CHAMPION, strategy, None, 1.0),))
 
 
 def load_ruleset(directory: Path, models: set[str] | None = None) -> Ruleset:
@@ -411,9 +479,11 @@ def load_ruleset(directory: Path, models: set[str] | None = None) -> Ruleset:
     for rule in fraud.rules:
         if rule.id in clash:
             loader.error(rule.position, "this id is also a validation rule", rule.id)
-    strategy = loader.strategy({r.id for r in validation.rules + fraud.rules})
-    uses = [(r.position, r.id, r.when) for r in validation.rules + fraud.rules + strategy.rows]
+    strategy, experiment = loader.strategy({r.id for r in validation.rules + fraud.rules})
+    arm_rows = [row for arm in experiment.live + experiment.shadows if arm.strategy.rows is not strategy.rows
+                for row in arm.strategy.rows]
+    uses = [(r.position, r.id, r.when) for r in validation.rules + fraud.rules + strategy.rows + tuple(arm_rows)]
     loader.check_list_names(lists, uses)
     if loader.errors:
         raise RulesetError(loader.errors)
-    return Ruleset(version_of(directory), directory, products, lists, validation, fraud, strategy)
+    return Ruleset(version_of(directory), directory, products, lists, validation, fraud, strategy, experiment)

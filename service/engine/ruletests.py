@@ -5,7 +5,8 @@ have produced: verification results, whitelist, score). Every other file in ``ru
 holds cases: a partial application merged over a base (``null`` deletes a key), optional facts
 and list entries, and expectations — outcome, reason codes present and absent, flags, the
 strategy row that matched, offer bounds. Each rule of the ruleset must be named by at least one
-case, so a new rule cannot ship untested.
+case, so a new rule cannot ship untested. A case may name an experiment ``arm`` to run on that
+arm's decision table and model; a row an arm adds or changes needs a case on that arm.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from service.engine.source import Located, Position, RuleError, load_yaml
 from service.pipeline import DecisionContext, Pipeline
 from service.schemas import DecisionRequest
 
-CASE_KEYS = {"name", "base", "application", "facts", "lists", "expect"}
+CASE_KEYS = {"name", "base", "application", "facts", "lists", "expect", "arm"}
 EXPECT_KEYS = {"outcome", "reasons", "not_reasons", "flags", "strategy_row", "offer"}
 
 
@@ -138,10 +139,29 @@ def check(ctx: DecisionContext, expect: dict[str, Any]) -> list[str]:
     return failures
 
 
-def covered_ids(expect: dict[str, Any]) -> set[str]:
+def covered_ids(expect: dict[str, Any], arm: str | None = None) -> set[str]:
     ids = set(_expect_list(expect.get("reasons"))) | set(_expect_list(expect.get("flags")))
     if "strategy_row" in expect:
         ids.add(expect["strategy_row"])
+        if arm:
+            ids.add(f"{arm}/{expect['strategy_row']}")
+    return ids
+
+
+def _row_text(row: Any) -> tuple:
+    offer = row.offer
+    parts = (offer.amount, offer.limit, offer.term_months, offer.rate_tier) if offer else ()
+    return (row.when.text, row.outcome, row.reason_code, row.message, tuple(p.text for p in parts))
+
+
+def rows_to_cover(ruleset: Ruleset) -> list[str]:
+    """Every rule and main-table row id, and 'arm/row' for each row an arm adds or changes."""
+    ids = [r.id for r in ruleset.validation.rules + ruleset.fraud.rules]
+    main = {row.id: _row_text(row) for row in ruleset.strategy.rows}
+    ids += list(main)
+    experiment = ruleset.experiment
+    for arm in experiment.live + experiment.shadows:
+        ids += [f"{arm.name}/{row.id}" for row in arm.strategy.rows if main.get(row.id) != _row_text(row)]
     return ids
 
 
@@ -174,10 +194,8 @@ async def run_rule_tests(ruleset: Ruleset, pipeline: Pipeline, directory: Path |
                 report.errors.append(result)
             else:
                 report.results.append(result)
-                covered |= covered_ids(case.get("expect") or {})
-    rule_ids = [r.id for r in ruleset.validation.rules + ruleset.fraud.rules]
-    rule_ids += [row.id for row in ruleset.strategy.rows]
-    report.uncovered = [i for i in rule_ids if i not in covered]
+                covered |= covered_ids(case.get("expect") or {}, case.get("arm"))
+    report.uncovered = [i for i in rows_to_cover(ruleset) if i not in covered]
     return report
 
 
@@ -207,7 +225,13 @@ async def _run_case(case: Any, fixtures: dict, ruleset: Ruleset, pipeline: Pipel
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         return RuleError(case.position, f"the application is not valid: {where}: {first['msg']}", name)
-    ctx = pipeline.context(request, ruleset, StaticLists(lists), time.monotonic() + 5, recorded=facts)
+    arm = None
+    if "arm" in case:
+        arm = ruleset.experiment.arm(str(case["arm"]))
+        if arm is None:
+            names = [a.name for a in ruleset.experiment.live + ruleset.experiment.shadows]
+            return RuleError(case.at("arm"), f"no arm {case['arm']!r} (arms: {', '.join(names)})", name)
+    ctx = pipeline.context(request, ruleset, StaticLists(lists), time.monotonic() + 5, recorded=facts, arm=arm)
     await pipeline.run(ctx)
     return CaseResult(name, case.position, check(ctx, expect))
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
+import math
 import random
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,21 @@ def _uscc(rng: random.Random) -> str:
     return body + uscc.calc_check_digit(body)
 
 
+def recorded(app_id: str, amount: float) -> dict[str, Any]:
+    """The stage facts a backtest reads (service/backtest.py): these were granted loans, so the
+    checks passed and the customer was pre-approved with a limit of about 1.5x the amount; each
+    application comes from its own device (every velocity count 0)."""
+    limit = min(200_000, max(5_000, math.ceil(amount * 1.5 / 1_000) * 1_000))
+    facts: dict[str, Any] = {"verification.identity.status": "match", "verification.face.status": "pass",
+                             "verification.face.score": round(0.90 + int(_sha("score" + app_id)[:4], 16) % 100 / 1000, 3),
+                             "verification.sms.status": "verified",
+                             "whitelist.listed": True, "whitelist.limit": float(limit),
+                             "whitelist.rate_tier": "T2", "whitelist.expired": False}
+    facts.update({f"velocity.{key}_{window}": 0 for key in ("device", "phone", "id", "ip")
+                  for window in ("1h", "24h", "7d", "30d")})
+    return facts
+
+
 def application(number: int, row: dict[str, str]) -> tuple[dict[str, Any], int, dict[str, str]]:
     """Row ``number`` (1-based) → (request body, label 1 = bad, protected attributes)."""
     rng = random.Random(f"german-credit-{number}")
@@ -188,7 +204,8 @@ def application(number: int, row: dict[str, str]) -> tuple[dict[str, Any], int, 
 
 
 def convert(source: Path, out_dir: Path) -> int:
-    """Write ``applications.jsonl`` (body + ``label``) and ``protected.csv``; return the count."""
+    """Write ``applications.jsonl`` (body + ``label`` + ``recorded``) and ``protected.csv``;
+    return the count."""
     with source.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -199,6 +216,7 @@ def convert(source: Path, out_dir: Path) -> int:
         writer.writeheader()
         for number, row in enumerate(rows, 1):
             body, label, protected = application(number, row)
-            apps.write(orjson.dumps({**body, "label": label}) + b"\n")
+            facts = recorded(body["application_id"], body["loan"]["amount"])
+            apps.write(orjson.dumps({**body, "label": label, "recorded": facts}) + b"\n")
             writer.writerow(protected)
     return len(rows)

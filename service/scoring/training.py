@@ -43,7 +43,8 @@ class Labelled:
 
 
 def read_labelled(path: Path) -> Labelled:
-    """JSON lines in the API's request shape plus ``label``; every line must parse."""
+    """JSON lines in the API's request shape plus ``label`` (and optional ``recorded`` stage
+    facts, ignored here); every line must parse."""
     requests, labels, errors = [], [], []
     for number, line in enumerate(Path(path).read_bytes().splitlines(), 1):
         if not line.strip():
@@ -51,6 +52,7 @@ def read_labelled(path: Path) -> Labelled:
         try:
             body = orjson.loads(line)
             label = body.pop("label")
+            body.pop("recorded", None)  # stage facts for backtests; models read the request only
             if label not in (0, 1):
                 raise ValueError("label must be 0 or 1")
             requests.append(DecisionRequest.model_validate_json(orjson.dumps(body)))

@@ -34,11 +34,14 @@ CREATE TABLE IF NOT EXISTS decisions (
     arm            TEXT NOT NULL,
     decided_at     TEXT NOT NULL,
     response       BLOB NOT NULL,
-    trace          BLOB NOT NULL
+    trace          BLOB NOT NULL,
+    shadow         BLOB NOT NULL DEFAULT x'5b5d'
 );
 CREATE INDEX IF NOT EXISTS decisions_decided_at ON decisions(decided_at);
 """
-COLUMNS = "decision_id, application_id, body_sha256, outcome, product, arm, decided_at, response, trace"
+# Columns added after the first release, added in place to an older file when it is opened.
+MIGRATIONS = {"shadow": "ALTER TABLE decisions ADD COLUMN shadow BLOB NOT NULL DEFAULT x'5b5d'"}
+COLUMNS = "decision_id, application_id, body_sha256, outcome, product, arm, decided_at, response, trace, shadow"
 
 
 class StoreUnavailable(Exception):
@@ -56,6 +59,7 @@ class DecisionRecord:
     decided_at: str
     response: bytes  # the exact bytes answered, without the trace
     trace: bytes  # the trace as JSON, added to the answer on ?explain=true
+    shadow: bytes = b"[]"  # shadow arms' results as JSON: recorded, never answered
 
     def with_trace(self) -> bytes:
         """The response with its trace, composed the same way every time (byte-stable replays)."""
@@ -86,6 +90,10 @@ class DecisionStore:
 
     def open(self) -> None:
         self._write = connect(self.path, "FULL", SCHEMA)
+        present = {row[1] for row in self._write.execute("PRAGMA table_info(decisions)")}
+        for column, statement in MIGRATIONS.items():
+            if column not in present:
+                self._write.execute(statement)
         self._read = connect(self.path)
         self._writer = threading.Thread(target=self._run_writer, name="decision-writer", daemon=True)
         self._writer.start()
@@ -167,10 +175,10 @@ class DecisionStore:
             for pending in batch:
                 rec = pending.record
                 cur = conn.execute(
-                    f"INSERT INTO decisions ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?) "
+                    f"INSERT INTO decisions ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?) "
                     "ON CONFLICT(application_id) DO NOTHING",
                     (rec.decision_id, rec.application_id, rec.body_sha256, rec.outcome,
-                     rec.product, rec.arm, rec.decided_at, rec.response, rec.trace),
+                     rec.product, rec.arm, rec.decided_at, rec.response, rec.trace, rec.shadow),
                 )
                 if cur.rowcount == 1:
                     results.append((rec, True))

@@ -1,0 +1,348 @@
+"""Backtest: what one ruleset (with its models) would decide on past applications, and how a
+second one would differ.
+
+Input is JSON lines, each a ``POST /v1/decisions`` body plus two optional keys:
+
+- ``label``: 1 if the loan went bad, 0 if not (only lines with a label count in bad rates);
+- ``recorded``: the stage facts as they were at the time — ``verification.<check>.status`` (and
+  ``.score``, ``.error``), ``whitelist.*`` and ``velocity.*`` — because a backtest never calls a
+  provider or reads today's whitelist or counters. A check with no recorded status counts as
+  unavailable (``error``: the bundled rules refer); unrecorded whitelist or velocity facts are
+  unknown (``null``), as in a rule test.
+
+Every application runs through the same stages as live traffic, except that scoring is batched:
+all applications of a chunk that reach scoring are encoded, then scored in one onnxruntime run
+per model. Lists are empty. Each application runs on the experiment arm it would be assigned
+live, unless an arm is named.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import ConfigDict, ValidationError
+from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
+
+from service.engine.facts import BOOL, NUMBER, STAGE, STRING
+from service.engine.ruleset import Ruleset
+from service.pipeline import DecisionContext, NoLists, Pipeline
+from service.schemas import DecisionRequest
+from service.scoring.features import Refused
+from service.scoring.model import OnnxModel
+from service.scoring.stage import ScoringStage
+from service.verification.stage import PASSED
+
+CHUNK = 4096
+OUTCOMES = ("approve", "decline", "refer")
+RECORDABLE = {name: kind for name, kind in STAGE.items()
+              if name.startswith(("whitelist.", "velocity.")) or name.count(".") == 2}
+UNRECORDED_CHECK = {"status": "error", "error": "not_recorded"}
+_TYPES: dict[str, Any] = {BOOL: bool, NUMBER: float, STRING: str}
+
+
+# The recordable facts as a TypedDict, so that pydantic-core checks names and types (no Python
+# per key): an unknown name is "Extra inputs are not permitted" at recorded.<name>.
+Recorded = TypedDict("Recorded", {name: _TYPES[kind] | None for name, kind in RECORDABLE.items()},
+                     total=False)
+Recorded.__pydantic_config__ = ConfigDict(extra="forbid", strict=True)  # type: ignore[attr-defined]
+
+
+class PastApplication(DecisionRequest):
+    """One input line: the request as it was sent, its label and the facts recorded then."""
+
+    label: Literal[0, 1] | None = None
+    recorded: Recorded | None = None
+
+    def stage_facts(self) -> dict[str, Any]:
+        facts = dict(self.recorded or {})
+        for check in PASSED:
+            if facts.get(f"verification.{check}.status") is None:
+                facts.update({f"verification.{check}.{k}": v for k, v in UNRECORDED_CHECK.items()})
+        return facts
+
+
+@dataclass(slots=True)
+class Result:
+    """What one ruleset decided for one application: only what the report needs."""
+
+    application_id: str
+    product: str
+    label: int | None
+    outcome: str
+    reasons: tuple[tuple[str, str], ...]  # (code, stage)
+    grade: str | None
+    pd: float | None
+    amount: float  # offered amount when approved, else 0
+
+
+def read(path: Path, errors: list[str], limit: int = 20) -> Iterator[list[PastApplication]]:
+    """Chunks of parsed lines. A bad line is recorded in ``errors`` (``file:line: why``) and
+    skipped; the caller decides what a run with errors is worth."""
+    chunk: list[PastApplication] = []
+    with Path(path).open("rb") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                chunk.append(PastApplication.model_validate_json(line))
+            except ValidationError as exc:
+                if len(errors) < limit:
+                    first = exc.errors()[0]
+                    where = ".".join(str(p) for p in first["loc"]) or "line"
+                    errors.append(f"{path}:{number}: {where}: {first['msg']}")
+                else:
+                    errors.append("")  # counted, not shown
+                continue
+            if len(chunk) == CHUNK:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+def _sync(coroutine: Any) -> Any:
+    """Run a stage coroutine that never waits (no provider, no store) without an event loop."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("a stage waited for I/O in a backtest")
+
+
+class Evaluator:
+    """One ruleset and its models over chunks of past applications."""
+
+    def __init__(self, ruleset: Ruleset, models: dict[str, OnnxModel], pipeline: Pipeline,
+                 arm: str | None = None) -> None:
+        self.ruleset = ruleset
+        self.models = models
+        self.pipeline = pipeline
+        self.arm = ruleset.experiment.arm(arm) if arm else None
+        if arm and self.arm is None:
+            raise ValueError(f"ruleset {ruleset.version} has no arm {arm!r}")
+        names = [s.name for s in pipeline.stages]
+        self.scoring = next(s for s in pipeline.stages if isinstance(s, ScoringStage))
+        self.before = pipeline.stages[:names.index("scoring")]
+        self.after = pipeline.stages[names.index("scoring") + 1:]
+
+    def evaluate(self, chunk: list[PastApplication]) -> list[Result]:
+        lists = NoLists()
+        contexts = [self.pipeline.context(app, self.ruleset, lists, math.inf, app.stage_facts(), self.arm)
+                    for app in chunk]
+        for ctx in contexts:
+            self._stages(ctx, self.before)
+        self._score(contexts)
+        for ctx in contexts:
+            self._stages(ctx, self.after)
+        return [self._result(app, ctx) for app, ctx in zip(chunk, contexts)]
+
+    @staticmethod
+    def _stages(ctx: DecisionContext, stages: list) -> None:
+        for stage in stages:
+            if stage.skip_reason(ctx) is None:
+                _sync(stage.run(ctx))
+
+    def _score(self, contexts: list[DecisionContext]) -> None:
+        """Encode every application that reaches scoring, then one graph run per model."""
+        batches: dict[str, tuple[list[DecisionContext], list[list[float]]]] = defaultdict(lambda: ([], []))
+        for ctx in contexts:
+            if self.scoring.skip_reason(ctx) is not None:
+                continue
+            name, _ = self.scoring.route(ctx)
+            model = self.models.get(name) if name else None
+            if model is None:
+                continue
+            try:
+                row, _ = model.spec.encode(ctx.facts, ctx.lists)
+            except Refused:
+                continue  # unscored: the strategy decides (the bundled one refers)
+            batch = batches[name]
+            batch[0].append(ctx)
+            batch[1].append(row)
+        for name, (members, rows) in batches.items():
+            model = self.models[name]
+            pds = model.sample_pds(np.array(rows, dtype=np.float32))
+            for ctx, sample_pd in zip(members, pds.tolist()):
+                ScoringStage.apply(ctx, model.result(sample_pd))
+
+    @staticmethod
+    def _result(app: PastApplication, ctx: DecisionContext) -> Result:
+        score, offer = ctx.score, ctx.offer
+        outcome = ctx.outcome
+        return Result(app.application_id, app.product, app.label, outcome,
+                      tuple((r["code"], r["stage"]) for r in ctx.reasons),
+                      score["grade"] if score else None, score["pd"] if score else None,
+                      offer["amount"] if offer and outcome == "approve" else 0.0)
+
+
+@dataclass
+class Summary:
+    """The report of one ruleset over the whole input."""
+
+    ruleset: str
+    count: int = 0
+    outcomes: Counter = field(default_factory=Counter)
+    decline_reasons: Counter = field(default_factory=Counter)
+    refer_reasons: Counter = field(default_factory=Counter)
+    by_grade: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    by_product: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    labelled: Counter = field(default_factory=Counter)  # approved / approved_bad / all / bad
+    amounts: Counter = field(default_factory=Counter)  # approved / approved_bad / expected_loss
+
+    def add(self, result: Result) -> None:
+        self.count += 1
+        outcome = result.outcome
+        self.outcomes[outcome] += 1
+        if outcome != "approve":
+            target = self.decline_reasons if outcome == "decline" else self.refer_reasons
+            target.update({code for code, _ in result.reasons})
+        self.by_grade[result.grade or "unscored"][outcome] += 1
+        self.by_product[result.product][outcome] += 1
+        if outcome == "approve":
+            self.amounts["approved"] += result.amount
+            self.amounts["expected_loss"] += (result.pd or 0.0) * result.amount
+        if result.label is not None:
+            self.labelled["all"] += 1
+            self.labelled["bad"] += result.label
+            if outcome == "approve":
+                self.labelled["approved"] += 1
+                self.labelled["approved_bad"] += result.label
+                self.amounts["approved_bad"] += result.amount * result.label
+
+    def report(self) -> dict[str, Any]:
+        n = self.count or 1
+        out: dict[str, Any] = {
+            "ruleset": self.ruleset, "applications": self.count,
+            "outcomes": {o: self.outcomes[o] for o in OUTCOMES},
+            "rates": {o: round(self.outcomes[o] / n, 4) for o in OUTCOMES},
+            "decline_reasons": self.decline_reasons.most_common(),
+            "refer_reasons": self.refer_reasons.most_common(),
+            "by_grade": {g: dict(c) for g, c in sorted(self.by_grade.items())},
+            "by_product": {p: dict(c) for p, c in sorted(self.by_product.items())},
+            "approved_amount": round(self.amounts["approved"], 2),
+            # model-based: sum of PD x offered amount over approvals (LGD taken as 100 %)
+            "expected_loss_proxy": round(self.amounts["expected_loss"], 2),
+            "expected_loss_rate": _ratio(self.amounts["expected_loss"], self.amounts["approved"]),
+        }
+        if self.labelled["all"]:
+            out["labelled"] = {
+                "applications": self.labelled["all"], "bad_rate_all": _ratio(self.labelled["bad"], self.labelled["all"]),
+                "approved": self.labelled["approved"],
+                "bad_rate_approved": _ratio(self.labelled["approved_bad"], self.labelled["approved"]),
+                # realised: the amount lent to approvals that went bad, as a share of all lent
+                "bad_amount_rate_approved": _ratio(self.amounts["approved_bad"], self.amounts["approved"]),
+            }
+        return out
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+@dataclass
+class Swaps:
+    """Applications whose outcome differs between ruleset A and B, with examples."""
+
+    examples: int = 5
+    matrix: Counter = field(default_factory=Counter)
+    bad: Counter = field(default_factory=Counter)
+    labelled: Counter = field(default_factory=Counter)
+    ids: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    def add(self, a: Result, b: Result) -> None:
+        key = (a.outcome, b.outcome)
+        self.matrix[key] += 1
+        if a.label is not None:
+            self.labelled[key] += 1
+            self.bad[key] += a.label
+        if a.outcome != b.outcome and len(self.ids[key]) < self.examples:
+            self.ids[key].append(a.application_id)
+
+    def report(self) -> dict[str, Any]:
+        cells = []
+        for a in OUTCOMES:
+            for b in OUTCOMES:
+                cell: dict[str, Any] = {"from": a, "to": b, "count": self.matrix[(a, b)]}
+                if self.labelled[(a, b)]:
+                    cell["bad_rate"] = _ratio(self.bad[(a, b)], self.labelled[(a, b)])
+                if a != b:
+                    cell["examples"] = self.ids.get((a, b), [])
+                cells.append(cell)
+        return {"cells": cells, "changed": sum(c["count"] for c in cells if c["from"] != c["to"])}
+
+
+def run(input_path: Path, evaluators: list[Evaluator]) -> tuple[dict[str, Any], list[str]]:
+    """Evaluate every line with each evaluator; (report, input errors)."""
+    errors: list[str] = []
+    summaries = [Summary(e.ruleset.version) for e in evaluators]
+    swaps = Swaps() if len(evaluators) == 2 else None
+    started = time.perf_counter()
+    evaluated = 0
+    gc.collect()
+    gc.freeze()  # the long-lived objects (models, rules) need no more scanning
+    gc.disable()  # chunks are acyclic: reference counting frees them
+    try:
+        for chunk in read(input_path, errors):
+            results = [e.evaluate(chunk) for e in evaluators]
+            for summary, rows in zip(summaries, results):
+                for row in rows:
+                    summary.add(row)
+            if swaps is not None:
+                for a, b in zip(*results):
+                    swaps.add(a, b)
+            evaluated += len(chunk)
+    finally:
+        gc.enable()
+        gc.unfreeze()
+    elapsed = time.perf_counter() - started
+    report: dict[str, Any] = {
+        "input": str(input_path), "applications": evaluated, "invalid_lines": len(errors),
+        "seconds": round(elapsed, 3),
+        "applications_per_second": round(evaluated * len(evaluators) / elapsed) if elapsed else None,
+        "rulesets": [s.report() for s in summaries],
+    }
+    if swaps is not None:
+        report["swaps"] = swaps.report()
+    return report, [e for e in errors if e]
+
+
+def render(report: dict[str, Any]) -> Iterable[str]:
+    """The report as text for the terminal."""
+    names = "AB"
+    yield (f"{report['applications']} applications from {report['input']} in {report['seconds']} s "
+           f"({report['applications_per_second']:,} evaluations/s)")
+    for name, s in zip(names, report["rulesets"]):
+        rates = s["rates"]
+        yield ""
+        yield (f"{name} {s['ruleset']}: approve {rates['approve']:.1%}  decline {rates['decline']:.1%}  "
+               f"refer {rates['refer']:.1%}   approved amount {s['approved_amount']:,.0f} CNY, "
+               f"expected loss proxy {s['expected_loss_proxy']:,.0f} ({s['expected_loss_rate'] or 0:.2%})")
+        if "labelled" in s:
+            lab = s["labelled"]
+            yield (f"  labelled {lab['applications']}: bad rate all {lab['bad_rate_all']:.1%}, approved "
+                   f"{lab['approved']} with bad rate {lab['bad_rate_approved'] or 0:.1%} "
+                   f"(bad amount {lab['bad_amount_rate_approved'] or 0:.1%})")
+        yield "  decline reasons: " + ", ".join(f"{c} {n}" for c, n in s["decline_reasons"][:8])
+        yield "  refer reasons:   " + ", ".join(f"{c} {n}" for c, n in s["refer_reasons"][:8])
+        yield "  by grade: " + "  ".join(
+            f"{g} " + "/".join(str(c.get(o, 0)) for o in OUTCOMES) for g, c in s["by_grade"].items()) \
+            + "   (approve/decline/refer)"
+        yield "  by product: " + "  ".join(
+            f"{p} " + "/".join(str(c.get(o, 0)) for o in OUTCOMES) for p, c in s["by_product"].items())
+    if "swaps" in report:
+        yield ""
+        yield f"swap set A → B: {report['swaps']['changed']} applications change outcome"
+        for cell in report["swaps"]["cells"]:
+            if cell["from"] != cell["to"] and cell["count"]:
+                bad = f", bad rate {cell['bad_rate']:.1%}" if "bad_rate" in cell else ""
+                yield (f"  {cell['from']} → {cell['to']}: {cell['count']}{bad}; e.g. "
+                       + ", ".join(cell["examples"]))

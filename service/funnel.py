@@ -1,0 +1,92 @@
+"""The weekly funnel: per product and experiment arm, how many applications entered each stage,
+how many left at it (declined or referred), and the reason codes each stage gave.
+
+An application leaves the automatic path at the stage of its first reason code (reasons are
+recorded in stage order); one with no reason went through every stage and was approved at the
+strategy. Read from the decision store, read-only, so it can run beside a live service.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+STAGES = ("validation", "verification", "enrichment", "fraud", "scoring", "strategy")
+CHINA = dt.timezone(dt.timedelta(hours=8))
+TOP = 5
+
+
+def parse_time(text: str) -> dt.datetime:
+    """'2026-11-16' (midnight, Beijing time), '2026-11-16T08:00' (Beijing time) or any ISO time
+    with an offset → an aware UTC datetime."""
+    value = dt.datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=CHINA)
+    return value.astimezone(dt.timezone.utc)
+
+
+class _Path:
+    """One product × arm: counts per stage."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.left: dict[str, Counter] = defaultdict(Counter)  # stage → outcome → count
+        self.reasons: dict[str, Counter] = defaultdict(Counter)  # stage → code → applications
+        self.approved = 0
+
+    def add(self, outcome: str, reasons: list[dict[str, str]]) -> None:
+        self.total += 1
+        if reasons:
+            self.left[reasons[0]["stage"]][outcome] += 1
+        else:
+            self.approved += 1
+        for stage, code in {(r["stage"], r["code"]) for r in reasons}:
+            self.reasons[stage][code] += 1
+
+    def report(self) -> dict[str, Any]:
+        stages, entered = [], self.total
+        for stage in STAGES:
+            left = self.left.get(stage, Counter())
+            stages.append({"stage": stage, "entered": entered, "declined": left["decline"],
+                           "referred": left["refer"], "left": sum(left.values()),
+                           "top_reasons": self.reasons.get(stage, Counter()).most_common(TOP)})
+            entered -= sum(left.values())
+        return {"applications": self.total, "approved": self.approved, "stages": stages}
+
+
+def funnel(database: Path, since: dt.datetime, until: dt.datetime) -> dict[str, Any]:
+    """The funnel of decisions made in [since, until)."""
+    if not Path(database).exists():
+        raise FileNotFoundError(f"no decision store at {database}")
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT product, arm, outcome, response FROM decisions WHERE decided_at >= ? AND decided_at < ?",
+            (since.isoformat(), until.isoformat()))
+        paths: dict[tuple[str, str], _Path] = defaultdict(_Path)
+        for product, arm, outcome, response in rows:
+            paths[(product, arm)].add(outcome, orjson.loads(response)["reasons"])
+    finally:
+        conn.close()
+    return {"since": since.isoformat(), "until": until.isoformat(),
+            "applications": sum(p.total for p in paths.values()),
+            "paths": [{"product": product, "arm": arm, **path.report()}
+                      for (product, arm), path in sorted(paths.items())]}
+
+
+def render(report: dict[str, Any]) -> Iterable[str]:
+    yield f"decisions from {report['since']} until {report['until']}: {report['applications']:,}"
+    for path in report["paths"]:
+        yield ""
+        yield (f"{path['product']} / arm {path['arm']}: {path['applications']:,} applications, "
+               f"{path['approved']:,} approved ({path['approved'] / path['applications']:.1%})")
+        yield f"  {'stage':<13}{'entered':>9}{'declined':>10}{'referred':>10}   top reasons"
+        for s in path["stages"]:
+            reasons = ", ".join(f"{code} {n}" for code, n in s["top_reasons"])
+            yield f"  {s['stage']:<13}{s['entered']:>9,}{s['declined']:>10,}{s['referred']:>10,}   {reasons}"
