@@ -1,16 +1,25 @@
-"""Benchmark the decision endpoint over real HTTP on loopback.
+"""Benchmark the decision endpoint over real HTTP on loopback, against a bare FastAPI endpoint.
 
-Starts ``loan-decision serve`` (one worker) pinned to CPU 0 with its own data folder, then drives
-it from this process pinned to CPU 1:
+Two targets, each one uvicorn worker (uvloop, httptools) pinned to CPU 0, measured one after the
+other in the same run, driven from this process pinned to CPU 1:
 
-- fixed rates (open loop): requests are sent on a schedule and latency is measured from the
+- ``bare``: ``loadtests/bare_app.py``, a FastAPI endpoint that returns a constant (the yardstick);
+- ``service``: ``loan-decision serve`` with the bundled rules and models, durable decisions
+  (SQLite WAL, ``synchronous=FULL``), a whitelist of ``--customers`` pre-approved customers and
+  the provider simulator (on CPU 1) at ``--providers-latency-ms`` (default 0).
+
+Every request is a distinct application of a distinct whitelisted customer (its own application
+id, ID number, phone, IP and device), verified, scored and approved: the whole pipeline and a
+durable commit each time. For each target:
+
+- fixed rates (open loop): requests go out on a schedule and latency is measured from the
   *scheduled* send time, so a stalled server cannot hide its queueing (no coordinated omission);
 - maximum rate (closed loop): N keep-alive connections send back to back.
 
-Every request is a distinct, valid application (unique application id), so each one runs the
-whole pipeline and a durable commit. Writes JSON with the machine and date to loadtests/results/.
+Writes JSON (machine, date, every run) and a PNG of latency percentiles against offered load to
+loadtests/results/.
 
-    .venv/bin/python loadtests/bench.py [--rates 200,500,1000] [--seconds 10] [--connections 32]
+    .venv/bin/python loadtests/bench.py [--rates 100,250,500,1000] [--seconds 10] [--connections 32]
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from loadtests.customers import Customers  # noqa: E402
 from tests.factories import CLIENT_KEY, application  # noqa: E402
 
 RESULTS = ROOT / "loadtests" / "results"
@@ -69,21 +79,33 @@ def free_port() -> int:
 
 
 class Requests:
-    """Pre-encoded HTTP/1.1 requests, each with a fresh application id and device id (so the
-    device velocity rule does not decline them all; phone, ID number and IP stay the same)."""
+    """Pre-encoded HTTP/1.1 requests, each a new application of the next customer."""
 
-    def __init__(self, port: int, path: str = "/v1/decisions") -> None:
-        self.counter = 0
+    FIELDS = {"application_id": "@A@", "id_number": "@I@", "phone": "@P@", "ip": "@N@", "device_id": "@D@"}
+    counter = 0  # shared by every generator of a run: no customer applies twice
+
+    def __init__(self, port: int, customers: Customers, path: str = "/v1/decisions") -> None:
         self.run = os.urandom(4).hex()
-        template = json.dumps(application("APPID", device={"device_id": "dev-APPID"})).encode()
-        self.parts = template.split(b"APPID")
+        self.customers = customers
+        body = application("@A@", applicant={"id_number": "@I@", "phone": "@P@"},
+                           device={"device_id": "@D@", "ip": "@N@"})
+        template = json.dumps(body).encode().replace(b"%", b"%%")
+        for marker in (b"@A@", b"@I@", b"@P@", b"@N@", b"@D@"):
+            template = template.replace(b'"' + marker + b'"', b'"%s"')
+        self.template = template
         self.prefix = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                        f"Authorization: Bearer {CLIENT_KEY}\r\nContent-Type: application/json\r\n").encode()
 
     def next(self) -> bytes:
-        self.counter += 1
-        body = f"b{self.run}-{self.counter}".encode().join(self.parts)
+        Requests.counter += 1
+        n = Requests.counter
+        id_number, phone, ip = self.customers.customer(n)
+        tag = b"b%s-%d" % (self.run.encode(), n)
+        body = self.template % (tag, id_number.encode(), phone.encode(), b"dev-" + tag, ip.encode())
         return self.prefix + b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+OUTCOMES: dict[str, int] = {}  # of the service's answers, to show what the load exercised
 
 
 async def read_response(reader: asyncio.StreamReader) -> int:
@@ -93,12 +115,16 @@ async def read_response(reader: asyncio.StreamReader) -> int:
     for line in head.split(b"\r\n"):
         if line[:15].lower() == b"content-length:":
             length = int(line[15:])
-    await reader.readexactly(length)
+    body = await reader.readexactly(length)
+    at = body.find(b'"outcome":"')
+    if at >= 0:
+        outcome = body[at + 11:body.index(b'"', at + 11)].decode()
+        OUTCOMES[outcome] = OUTCOMES.get(outcome, 0) + 1
     return status
 
 
-async def fixed_rate(port: int, rate: float, seconds: float, connections: int) -> dict:
-    reqs = Requests(port)
+async def fixed_rate(target: str, reqs: Requests, port: int, rate: float, seconds: float,
+                     connections: int) -> dict:
     total = int(rate * seconds)
     interval = 1.0 / rate
     latencies: list[float] = []
@@ -130,11 +156,10 @@ async def fixed_rate(port: int, rate: float, seconds: float, connections: int) -
     elapsed = time.perf_counter() - start
     while not pool.empty():
         pool.get_nowait()[1].close()
-    return summary(f"fixed {rate:g}/s", latencies, statuses, elapsed, offered=rate)
+    return summary(target, f"fixed {rate:g}/s", latencies, statuses, elapsed, offered=rate)
 
 
-async def max_rate(port: int, seconds: float, connections: int, path: str = "/v1/decisions") -> dict:
-    reqs = Requests(port, path)
+async def max_rate(target: str, reqs: Requests, port: int, seconds: float, connections: int) -> dict:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     stop = time.perf_counter() + seconds
@@ -151,11 +176,11 @@ async def max_rate(port: int, seconds: float, connections: int, path: str = "/v1
 
     start = time.perf_counter()
     await asyncio.gather(*(conn() for _ in range(connections)))
-    return summary(f"max rate, {connections} connections", latencies, statuses,
+    return summary(target, f"max rate, {connections} connections", latencies, statuses,
                    time.perf_counter() - start)
 
 
-def summary(name: str, latencies: list[float], statuses: dict[int, int], elapsed: float,
+def summary(target: str, name: str, latencies: list[float], statuses: dict[int, int], elapsed: float,
             offered: float | None = None) -> dict:
     ms = sorted(x * 1000 for x in latencies)
     q = statistics.quantiles(ms, n=1000) if len(ms) > 1 else ms * 999
@@ -163,41 +188,67 @@ def summary(name: str, latencies: list[float], statuses: dict[int, int], elapsed
     def pct(p: float) -> float:
         return round(q[int(p * 10) - 1], 3)
 
-    out = {"name": name, "offered_per_s": offered, "requests": len(ms),
+    out = {"target": target, "name": name, "offered_rps": offered, "requests": len(ms),
            "throughput_per_s": round(len(ms) / elapsed, 1), "statuses": statuses,
-           "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99), "max_ms": round(ms[-1], 3)}
+           "p50_ms": pct(50), "p90_ms": pct(90), "p99_ms": pct(99), "p999_ms": pct(99.9),
+           "max_ms": round(ms[-1], 3)}
     print(json.dumps(out), flush=True)
     return out
 
 
-def start_server(port: int, data_dir: str, env: dict) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "service.cli", "serve"]
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
-        cmd = ["taskset", "-c", "0", *cmd]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "LOAN_PORT": str(port),
-                                                 "LOAN_DATA_DIR": data_dir, "LOAN_LOG_LEVEL": "WARNING", **env})
+def pinned(cmd: list[str], cpu: int) -> list[str]:
+    return ["taskset", "-c", str(cpu), *cmd] if (os.cpu_count() or 1) > 1 else cmd
+
+
+def start_server(cmd: list[str], port: int, env: dict, ready_path: str) -> subprocess.Popen:
+    proc = subprocess.Popen(pinned(cmd, 0), cwd=ROOT, env={**os.environ, **env})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).status == 200:
+            if urllib.request.urlopen(f"http://127.0.0.1:{port}{ready_path}", timeout=1).status == 200:
                 return proc
         except OSError:
             time.sleep(0.1)
     proc.kill()
-    raise SystemExit("the service did not become ready")
+    raise SystemExit(f"{' '.join(cmd)} did not become ready")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def measure(target: str, port: int, customers: Customers, args: argparse.Namespace) -> list[dict]:
+    reqs = Requests(port, customers)
+    asyncio.run(max_rate(target + " warm-up", reqs, port, 2, args.connections))
+    runs = [asyncio.run(fixed_rate(target, reqs, port, float(r), args.seconds, args.connections))
+            for r in args.rates.split(",") if r]
+    runs.append(asyncio.run(max_rate(target, reqs, port, args.seconds, args.connections)))
+    return runs
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rates", default="200,500,1000")
+    parser.add_argument("--rates", default="100,250,500,1000")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--targets", default="bare,service", help="bare, service or both")
+    parser.add_argument("--customers", type=int, default=100_000, help="whitelisted customers to cycle through")
+    parser.add_argument("--providers-latency-ms", type=float, default=0.0,
+                        help="the provider simulator's latency (it runs on CPU 1)")
     parser.add_argument("--label", default="decisions")
-    parser.add_argument("--providers-latency-ms", type=float, default=None,
-                        help="verify through the provider simulator (on CPU 1) at this latency; "
-                             "default: no providers (every check is not_configured)")
     args = parser.parse_args()
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+    if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
     try:
         import uvloop
@@ -205,34 +256,59 @@ def main() -> None:
         uvloop.install()
     except ImportError:
         pass
-    port = free_port()
-    env, simulator = {}, None
-    if args.providers_latency_ms is not None:
-        sim_port = free_port()
-        simulator = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "providers", "simulate", "--port", str(sim_port),
-             "--latency-ms", str(args.providers_latency_ms)], cwd=ROOT, stdout=subprocess.DEVNULL)
-        env = {"LOAN_PROVIDERS_URL": f"http://127.0.0.1:{sim_port}", "LOAN_PROVIDER_KEY": "bench"}
-    with tempfile.TemporaryDirectory() as data_dir:
-        server = start_server(port, data_dir, env)
+    targets = [t for t in args.targets.split(",") if t]
+    customers = Customers(args.customers)
+    runs: list[dict] = []
+    memory: dict[str, float] = {}
+    if "bare" in targets:
+        port = free_port()
+        server = start_server([sys.executable, "-m", "uvicorn", "loadtests.bare_app:app", "--port", str(port),
+                               "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+                               "--log-level", "warning"], port, {}, "/ping")
         try:
-            asyncio.run(max_rate(port, 2, args.connections))  # warm-up
-            runs = [asyncio.run(fixed_rate(port, float(r), args.seconds, args.connections))
-                    for r in args.rates.split(",") if r]
-            runs.append(asyncio.run(max_rate(port, args.seconds, args.connections)))
+            runs += measure("bare", port, customers, args)
         finally:
-            server.terminate()
-            server.wait(15)
-            if simulator is not None:
-                simulator.terminate()
-                simulator.wait(15)
-    write_result(args.label, {
-              "setup": {"server": "one uvicorn worker pinned to CPU 0 (uvloop, httptools)",
-                        "providers": (f"simulator on CPU 1 at {args.providers_latency_ms:g} ms"
-                                      if simulator else "none (not_configured)"),
-                        "load": "this process pinned to CPU 1", "durability": "SQLite WAL synchronous=FULL, group commit",
-                        "seconds": args.seconds, "connections": args.connections},
-              "runs": runs})
+            stop(server)
+    OUTCOMES.clear()  # the bare app answers "approve" too
+    if "service" in targets:
+        sim_port, port = free_port(), free_port()
+        simulator = subprocess.Popen(pinned(
+            [sys.executable, "-m", "service.cli", "providers", "simulate", "--port", str(sim_port),
+             "--latency-ms", str(args.providers_latency_ms)], 1), cwd=ROOT, stdout=subprocess.DEVNULL)
+        with tempfile.TemporaryDirectory() as data_dir:
+            env = {"LOAN_PORT": str(port), "LOAN_DATA_DIR": data_dir, "LOAN_LOG_LEVEL": "WARNING",
+                   "LOAN_PROVIDERS_URL": f"http://127.0.0.1:{sim_port}", "LOAN_PROVIDER_KEY": "bench"}
+            subprocess.run([sys.executable, "-m", "service.cli", "whitelist", "import",
+                            str(customers.whitelist_csv(Path(data_dir) / "customers.csv"))],
+                           cwd=ROOT, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
+            server = start_server([sys.executable, "-m", "service.cli", "serve"], port, env, "/readyz")
+            try:
+                runs += measure("service", port, customers, args)
+                memory["service_rss_mb"] = rss_mb(server.pid)
+            finally:
+                stop(server)
+                stop(simulator)
+    best = {t: max((r["throughput_per_s"] for r in runs if r["target"] == t and r["offered_rps"] is None),
+                   default=None) for t in ("bare", "service")}
+    ratio = round(best["service"] / best["bare"], 3) if best["bare"] and best["service"] else None
+    if ratio is not None:
+        print(f"service at maximum rate: {best['service']:,.0f}/s = {ratio:.1%} of bare FastAPI "
+              f"({best['bare']:,.0f}/s)")
+    out = write_result(args.label, {
+        "setup": {"server": "one uvicorn worker pinned to CPU 0 (uvloop, httptools)",
+                  "providers": f"simulator on CPU 1 at {args.providers_latency_ms:g} ms",
+                  "load": "this process pinned to CPU 1", "durability": "SQLite WAL synchronous=FULL, group commit",
+                  "customers": args.customers, "seconds": args.seconds, "connections": args.connections},
+        "max_rate": best, "service_share_of_bare": ratio, "service_outcomes": OUTCOMES, **memory,
+        "runs": runs})
+    try:
+        from service.charts import ChartUnavailable, latency_chart
+
+        latency_chart(runs, out.with_suffix(".png"),
+                      f"{out.stem}: one worker on one core; p50 solid, p99 dashed, p99.9 dotted")
+        print(f"wrote {out.with_suffix('.png').relative_to(ROOT)}")
+    except ChartUnavailable as exc:
+        print(f"no chart: {exc}")
 
 
 if __name__ == "__main__":

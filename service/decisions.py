@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import orjson
 
 from service import metrics
-from service.pipeline import ListLookup, Pipeline
+from service.pipeline import DecisionContext, ListLookup, Pipeline
 from service.problems import ProblemError
 from service.engine.ruleset import Ruleset
 from service.schemas import DecisionRequest
@@ -43,6 +43,28 @@ def new_decision_id() -> str:
         value, digit = divmod(value, 32)
         chars.append(_CROCKFORD[digit])
     return "dec_" + "".join(reversed(chars))
+
+
+def observe(ctx: DecisionContext, record: DecisionRecord, decided_at: dt.datetime) -> None:
+    """Count a new decision: outcome, reasons, rule hits, shadow arms, the SLA clock."""
+    product = record.product
+    metrics.DECISIONS.labels(record.outcome, product, record.arm).inc()
+    for reason in ctx.reasons:
+        metrics.REASON_CODES.labels(reason["code"], reason["stage"]).inc()
+    for step in ctx.trace:
+        detail = step["detail"]
+        for rule in detail.get("rules", ()):
+            if rule["result"] != "pass":
+                metrics.RULE_HITS.labels(rule["id"], rule.get("action", "error"), step["stage"]).inc()
+        if step["stage"] == "strategy" and "matched" in detail:
+            metrics.RULE_HITS.labels(detail["matched"], record.outcome, "strategy").inc()
+    for shadow in ctx.shadow:
+        metrics.SHADOW_DECISIONS.labels(shadow["arm"], shadow["outcome"], product,
+                                        "yes" if shadow["outcome"] == record.outcome else "no").inc()
+    elapsed = max(0.0, (decided_at - ctx.request.submitted_at).total_seconds())  # clocks may skew
+    metrics.SLA_ELAPSED.labels(product).observe(elapsed)
+    if elapsed > metrics.SLA_SECONDS:
+        metrics.SLA_BREACHES.labels(product).inc()
 
 
 def fingerprint(request: DecisionRequest) -> bytes:
@@ -104,17 +126,14 @@ class Decisions:
             trace=orjson.dumps(ctx.trace, default=str), shadow=orjson.dumps(ctx.shadow))
         stored, created = await self.store.save(record)
         if created:
-            metrics.DECISIONS.labels(record.outcome, record.product, record.arm).inc()
-            for shadow in ctx.shadow:
-                metrics.SHADOW_DECISIONS.labels(shadow["arm"], shadow["outcome"], record.product,
-                                                "yes" if shadow["outcome"] == record.outcome else "no").inc()
-            for reason in ctx.reasons:
-                metrics.REASON_CODES.labels(reason["code"], reason["stage"]).inc()
+            observe(ctx, record, decided_at)
+            # One line per decision: what was decided and why, on which versions, how fast. No
+            # personal data: the application id is the bank's, never an ID number or phone.
             log.info("decision", extra={"fields": {
                 "decision_id": decision_id, "application_id": request.application_id,
                 "outcome": record.outcome, "product": record.product, "arm": record.arm,
-                "reasons": [r["code"] for r in ctx.reasons], "ruleset": ruleset.version,
-                "model": ctx.score["model"] if ctx.score else None,
+                "reasons": [r["code"] for r in ctx.reasons],
+                "versions": body["versions"], "grade": ctx.score["grade"] if ctx.score else None,
                 "shadow": {s["arm"]: s["outcome"] for s in ctx.shadow} or None,
                 "elapsed_ms": body["elapsed_ms"],
                 "stages_ms": {s["stage"]: s["ms"] for s in ctx.trace}}})

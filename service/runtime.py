@@ -101,6 +101,7 @@ class Runtime:
         self.store.open()
         self.velocity.open()
         self.lists.open()
+        metrics.BUILD_INFO.info({"version": __version__})
         for model in self.models.values():
             metrics.MODEL_INFO.labels(model.name, model.version).set(1)
         try:

@@ -42,7 +42,12 @@ async def test_decision_logs_hold_no_unmasked_id_or_phone(client):
         root.removeHandler(handler)
         root.setLevel(old)
     lines = stream.getvalue().splitlines()
-    assert any('"msg":"decision"' in line and "app-log" in line for line in lines)
+    (decision,) = [orjson.loads(line) for line in lines if '"msg":"decision"' in line]
+    assert decision["application_id"] == "app-log" and decision["decision_id"].startswith("dec_")
+    assert decision["outcome"] in ("approve", "decline", "refer") and decision["reasons"]
+    assert set(decision["versions"]) == {"ruleset", "model", "service"}
+    assert set(decision["stages_ms"]) == {"validation", "verification", "enrichment", "fraud", "scoring", "strategy"}
+    assert decision["elapsed_ms"] > 0
     for line in lines:
         orjson.loads(line)
         assert not ID_SHAPE.search(line), line

@@ -102,7 +102,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         runtime.start()
-        metrics.BUILD_INFO.info({"version": __version__})
         if settings.uses_dev_keys:
             log.warning("the development API keys are active: set LOAN_API_KEYS in production")
         if settings.uses_dev_pii_key:
