@@ -11,8 +11,11 @@ from stdnum.cn import ric
 BORN = dt.date(1976, 1, 1)  # eligible for every product by age
 
 
+PER_DAY = 990  # sequence numbers 000-989: the simulator reads 998/999 as mismatch/not found
+
+
 def id_number(i: int) -> str:
-    body = "110105" + (BORN + dt.timedelta(days=i // 1000)).strftime("%Y%m%d") + f"{i % 1000:03d}"
+    body = "110105" + (BORN + dt.timedelta(days=i // PER_DAY)).strftime("%Y%m%d") + f"{i % PER_DAY:03d}"
     return body + ric.calc_check_digit(body + "0")
 
 

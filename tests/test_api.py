@@ -6,6 +6,7 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
@@ -188,3 +189,26 @@ async def test_unknown_route_is_a_problem(client):
     resp = await client.get("/v2/nothing")
     assert resp.status_code == 404
     assert resp.headers["content-type"] == "application/problem+json"
+
+
+async def test_the_fast_path_and_the_declared_route_answer_alike(settings, runtime):
+    """POST /v1/decisions is served by a pure ASGI handler; the FastAPI route of the same path
+    (reached by an app built without that middleware) gives the same answers."""
+    from service.api.decision_route import FastPath
+
+    app, plain = create_app(settings, runtime), create_app(settings, runtime)
+    plain.user_middleware = [m for m in plain.user_middleware if m.cls is not FastPath]
+    fast = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+    routed = httpx.AsyncClient(transport=httpx.ASGITransport(app=plain), base_url="http://t")
+    body = orjson.dumps(application("app-both"))
+    cases = [("", body, CLIENT), ("?explain=maybe", body, CLIENT), ("", b"{", CLIENT), ("", body, {}),
+             ("", body, {**CLIENT, "Content-Type": "text/plain"}), ("?explain=true", body, CLIENT), ("", body, CLIENT)]
+    statuses = []
+    async with fast, routed:
+        for query, content, headers in cases:
+            a = await fast.post("/v1/decisions" + query, content=content, headers=headers)
+            b = await routed.post("/v1/decisions" + query, content=content, headers=headers)
+            assert (a.status_code, a.headers["content-type"], a.content) == \
+                   (b.status_code, b.headers["content-type"], b.content), query
+            statuses.append(a.status_code)
+    assert statuses == [200, 422, 422, 401, 415, 200, 200]

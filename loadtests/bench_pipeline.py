@@ -1,0 +1,138 @@
+"""In-process cost of one decision, no HTTP: p50 and p99 of each step and each pipeline stage.
+
+A real Runtime (bundled rules and models, SQLite stores with durability on, a whitelist of the
+customers) decides ``--decisions`` distinct applications one after another, each a new customer
+who is verified, found, scored and approved. The providers answer in process with the
+simulator's outcomes (no sockets): what is measured is this service's own work. The steps are
+those of ``Decisions.decide``, timed one by one; the durable commit (the fsync of the decision
+store's writer thread) is reported apart, since it is waiting, not work.
+
+    .venv/bin/python loadtests/bench_pipeline.py [--decisions 5000] [--cpu 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import orjson  # noqa: E402
+
+from loadtests.bench import write_result  # noqa: E402
+from loadtests.customers import Customers  # noqa: E402
+from service.config import Settings  # noqa: E402
+from service.decisions import fingerprint, new_decision_id  # noqa: E402
+from service.runtime import Runtime  # noqa: E402
+from service.schemas import DecisionRequest  # noqa: E402
+from service.store.decisions import DecisionRecord  # noqa: E402
+from service.store.whitelist import import_whitelist  # noqa: E402
+from service.verification import simulator  # noqa: E402
+from service.verification.providers import APIS  # noqa: E402
+from tests.factories import application  # noqa: E402
+
+OUTCOMES = {"identity": simulator.identity_outcome, "face": simulator.face_outcome, "sms": simulator.sms_outcome}
+
+
+class InstantProvider:
+    """The simulator's answer, computed in process and read by the real result parser."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.api = APIS[name]
+
+    async def check(self, request: DecisionRequest, timeout_s: float) -> dict:
+        return self.api.result(OUTCOMES[self.name](self.api.payload(request)))
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    return {"p50_us": round(ordered[len(ordered) // 2] * 1e6, 1),
+            "p99_us": round(ordered[int(len(ordered) * 0.99)] * 1e6, 1)}
+
+
+async def measure(runtime: Runtime, bodies: list[bytes]) -> dict[str, list[float]]:
+    steps: dict[str, list[float]] = {}
+    decisions, pipeline, store = runtime.decisions, runtime.pipeline, runtime.store
+    clock = time.perf_counter
+
+    def add(name: str, seconds: float) -> None:
+        steps.setdefault(name, []).append(seconds)
+
+    for raw in bodies:
+        t0 = clock()
+        request = DecisionRequest.model_validate_json(raw)
+        t1 = clock()
+        digest = fingerprint(request)
+        assert store.get_by_application(request.application_id) is None
+        t2 = clock()
+        ctx = pipeline.context(request, runtime.ruleset, runtime.lists, time.monotonic() + 3)
+        t3 = clock()
+        await pipeline.run(ctx)
+        t4 = clock()
+        decided_at = dt.datetime.now(dt.timezone.utc)
+        body = pipeline.response(ctx, new_decision_id(), t0, decided_at)
+        record = DecisionRecord(body["decision_id"], request.application_id, digest, body["outcome"],
+                                request.product, body["experiment"]["arm"], decided_at.isoformat(),
+                                orjson.dumps(body), orjson.dumps(ctx.trace, default=str), orjson.dumps(ctx.shadow))
+        t5 = clock()
+        await store.save(record)
+        t6 = clock()
+        assert ctx.outcome == "approve", ctx.reasons
+        add("parse + validate", t1 - t0)
+        add("idempotency: fingerprint + stored look-up", t2 - t1)
+        add("context: request and derived facts", t3 - t2)
+        for stage in ctx.trace:
+            add(f"stage {stage['stage']}", stage["ms"] / 1000)
+        add("six stages", t4 - t3)
+        add("response + record (three orjson dumps)", t5 - t4)
+        add("decision without the commit", (t5 - t0))
+        add("durable commit (writer thread, fsync)", t6 - t5)
+    return steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--decisions", type=int, default=5000)
+    parser.add_argument("--cpu", type=int, default=0)
+    args = parser.parse_args()
+    if (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {args.cpu})
+    customers = Customers(args.decisions + 500)
+    now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8)))
+    bodies = []
+    for i in range(args.decisions + 500):
+        id_number, phone, ip = customers.customer(i)
+        bodies.append(orjson.dumps(application(
+            f"inproc-{i}", applicant={"id_number": id_number, "phone": phone},
+            device={"device_id": f"dev-{i}", "ip": ip}, submitted_at=now.isoformat(),
+            consents={"e_signature": {"signed_at": (now - dt.timedelta(seconds=20)).isoformat()}})))
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(data_dir=Path(tmp), log_level="WARNING")
+        runtime = Runtime.from_settings(settings)
+        runtime.start()
+        import_whitelist(settings.whitelist_dir, customers.whitelist_csv(Path(tmp) / "wl.csv"), runtime.whitelist.keyed)
+        verification = next(s for s in runtime.pipeline.stages if s.name == "verification")
+        verification.providers = {name: InstantProvider(name) for name in OUTCOMES}
+        import gc; gc.collect(); gc.freeze()
+        try:
+            asyncio.run(measure(runtime, bodies[:500]))  # warm-up: caches, first-use costs
+            steps = asyncio.run(measure(runtime, bodies[500:]))
+        finally:
+            runtime.stop()
+    table = {name: percentiles(samples) for name, samples in steps.items()}
+    width = max(map(len, table))
+    for name, row in table.items():
+        print(f"{name:<{width}}  p50 {row['p50_us']:>8.1f} µs   p99 {row['p99_us']:>8.1f} µs")
+    write_result("pipeline", {"decisions": args.decisions, "cpu": args.cpu, "steps": table})
+
+
+if __name__ == "__main__":
+    main()

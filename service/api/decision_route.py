@@ -1,0 +1,151 @@
+"""POST /v1/decisions as a pure ASGI handler: the hot path, kept off FastAPI's request machinery.
+
+FastAPI's routing, dependency solving, query-parameter models and exception middleware cost
+about a tenth of a decision's CPU at full load (py-spy, loadtests/RESULTS.md). This handler
+reads the headers, the query string and the body straight from the ASGI messages and answers
+with the same problem+json errors. The FastAPI route of the same path stays for the OpenAPI
+document and answers with this handler's ``answer`` too, so both give identical responses.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+from pydantic import ValidationError
+
+from service import metrics
+from service.api.auth import KeyRing
+from service.problems import MEDIA_TYPE, ProblemError, from_validation_error
+from service.runtime import Runtime
+from service.schemas import DecisionRequest
+from service.store.decisions import StoreUnavailable
+
+BODY_LIMIT = 64 * 1024
+JSON = "application/json"
+PATH = "/v1/decisions"
+TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}  # as FastAPI reads a bool
+log = logging.getLogger("service.api")
+Answer = tuple[int, bytes, str, dict[str, str]]  # status, body, media type, extra headers
+
+
+def json_media(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == JSON or (media.startswith("application/") and media.endswith("+json"))
+
+
+def explain_flag(query: str) -> bool:
+    explain = False
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name != "explain":
+            continue
+        if value.lower() not in TRUE | FALSE:
+            raise ProblemError(422, "validation", "1 parameter(s) failed validation", [{
+                "field": "query.explain", "pointer": "/query/explain",
+                "message": "Input should be a valid boolean, unable to interpret input"}])
+        explain = value.lower() in TRUE
+    return explain
+
+
+class DecisionEndpoint:
+    def __init__(self, runtime: Runtime, keys: KeyRing) -> None:
+        self.runtime = runtime
+        self.keys = keys
+
+    async def answer(self, authorization: str | None, content_type: str, query: str, body: bytes,
+                     received: float) -> Answer:
+        """The response to one POST /v1/decisions; never raises."""
+        try:
+            return await self._decide(authorization, content_type, query, body, received)
+        except ProblemError as exc:
+            return exc.status, exc.body(), MEDIA_TYPE, exc.headers
+        except StoreUnavailable as exc:
+            log.error("decision store unavailable", extra={"fields": {"error": str(exc)}})
+            problem = ProblemError(503, "store-unavailable", "the decision could not be stored; retry with the same body")
+        except Exception:  # noqa: BLE001 - the contract: no input produces anything but a problem
+            log.exception("unexpected error")
+            problem = ProblemError(500, "internal", "unexpected error; it has been logged")
+        return problem.status, problem.body(), MEDIA_TYPE, problem.headers
+
+    async def _decide(self, authorization: str | None, content_type: str, query: str, body: bytes,
+                      received: float) -> Answer:
+        self.keys.require(authorization, "client")
+        explain = explain_flag(query)
+        if not json_media(content_type):
+            raise ProblemError(415, "unsupported-media-type", "send the body as 'Content-Type: application/json'")
+        if len(body) > BODY_LIMIT:
+            raise ProblemError(413, "body-too-large", f"the body may be at most {BODY_LIMIT} bytes")
+        runtime = self.runtime
+        ruleset = runtime.ruleset
+        if ruleset is None:
+            raise ProblemError(503, "not-ready", "no valid ruleset is loaded")
+        try:
+            application = DecisionRequest.model_validate_json(body)
+        except ValidationError as exc:
+            raise from_validation_error(exc) from None
+        started = time.perf_counter()
+        decided = await runtime.decisions.decide(application, ruleset, runtime.lists, received)
+        if not decided.replayed:
+            metrics.DECISION_SECONDS.observe(time.perf_counter() - started)
+        record = decided.record
+        return 200, record.with_trace() if explain else record.response, JSON, {}
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        received = time.perf_counter()
+        authorization, content_type, declared = None, "", None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"content-length":
+                declared = value
+        if declared is not None and declared.isdigit() and int(declared) > BODY_LIMIT:
+            body = b"\0" * (BODY_LIMIT + 1)  # refused by size without reading it
+        else:
+            body = await read_body(receive)
+        status, content, media, headers = await self.answer(
+            authorization, content_type, scope.get("query_string", b"").decode("latin-1"), body, received)
+        raw_headers = [(b"content-type", media.encode()), (b"content-length", str(len(content)).encode())]
+        raw_headers += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": content})
+
+
+async def read_body(receive: Any) -> bytes:
+    """The request body, or BODY_LIMIT + 1 bytes of it once it is known to be too large."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > BODY_LIMIT:
+            return b"\0" * (BODY_LIMIT + 1)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+class FastPath:
+    """ASGI middleware: POST /v1/decisions goes straight to the endpoint; all else to FastAPI."""
+
+    def __init__(self, app: Any, endpoint: DecisionEndpoint, routes: list) -> None:
+        self.app = app
+        self.endpoint = endpoint
+        self.routes = routes  # the app's routes (filled in after the middleware is added)
+        self.route: Any = None  # the FastAPI route of the same path, for the metrics label
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "POST":
+            if self.route is None:
+                self.route = next(r for r in self.routes if getattr(r, "path", None) == PATH
+                                  and "POST" in getattr(r, "methods", ()))
+            scope["route"] = self.route
+            await self.endpoint(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
