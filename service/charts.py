@@ -63,19 +63,20 @@ def latency_chart(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.8))
     targets = sorted({r["target"] for r in rows})
-    for target in targets:
+    for colour, target in zip(("#1565c0", "#c62828", "#2e7d32", "#6a1b9a"), targets):
         points = sorted((r for r in rows if r["target"] == target and r.get("offered_rps")),
                         key=lambda r: r["offered_rps"])
         if not points:
             continue
         x = [p["offered_rps"] for p in points]
         for key, style in (("p50_ms", "-"), ("p99_ms", "--"), ("p999_ms", ":")):
-            ax.plot(x, [p[key] for p in points], style, marker="o", markersize=3,
+            ax.plot(x, [p[key] for p in points], style, color=colour, marker="o", markersize=3,
                     label=f"{target} {key.removesuffix('_ms')}")
     ax.set_yscale("log")
     ax.set_xlabel("offered load (requests/s)")
     ax.set_ylabel("latency (ms)")
     ax.axhline(15, color="grey", linewidth=0.8)
+    ax.annotate("15 ms", (ax.get_xlim()[0], 15), fontsize=7, color="grey", va="bottom")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     ax.grid(True, which="both", alpha=0.3)
