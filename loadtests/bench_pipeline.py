@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import gc
 import os
 import sys
 import tempfile
@@ -60,7 +61,7 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 
 async def measure(runtime: Runtime, bodies: list[bytes]) -> dict[str, list[float]]:
     steps: dict[str, list[float]] = {}
-    decisions, pipeline, store = runtime.decisions, runtime.pipeline, runtime.store
+    pipeline, store = runtime.pipeline, runtime.store
     clock = time.perf_counter
 
     def add(name: str, seconds: float) -> None:
@@ -121,7 +122,8 @@ def main() -> None:
         import_whitelist(settings.whitelist_dir, customers.whitelist_csv(Path(tmp) / "wl.csv"), runtime.whitelist.keyed)
         verification = next(s for s in runtime.pipeline.stages if s.name == "verification")
         verification.providers = {name: InstantProvider(name) for name in OUTCOMES}
-        import gc; gc.collect(); gc.freeze()
+        gc.collect()
+        gc.freeze()  # as the service does after start-up
         try:
             asyncio.run(measure(runtime, bodies[:500]))  # warm-up: caches, first-use costs
             steps = asyncio.run(measure(runtime, bodies[500:]))
