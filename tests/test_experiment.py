@@ -18,7 +18,7 @@ from service.config import REPO_ROOT, Settings
 from service.engine.ruleset import RulesetError, load_ruleset
 from service.engine.ruletests import run_rule_tests_sync
 from service.runtime import Runtime, build_pipeline
-from tests.factories import CLIENT, application
+from tests.factories import ADMIN, CLIENT, application
 
 MODELS = {"german_champion", "german_challenger"}
 GRADE_D_APPROVE = {
@@ -142,6 +142,11 @@ async def test_decisions_carry_their_arm_and_record_shadows_without_answering_th
         assert recorded["model"] == challenger and recorded["grade"] in "ABCDE"
     after = metrics.SHADOW_DECISIONS.labels("challenger_model", "refer", "consumer_quick", "yes")._value.get()
     assert after - before == 30
+    shown = (await client.get("/admin/rules", headers=ADMIN)).json()["experiment"]
+    assert shown["name"] == "grade-d-trial"
+    assert [(a["name"], a["share"], a["shadow"], a["model"], a["own_table"]) for a in shown["arms"]] == [
+        ("champion", 0.8, False, None, False), ("grade_d_small", 0.2, False, None, True),
+        ("challenger_model", 0.0, True, "german_challenger", False)]
 
 
 def test_a_store_from_before_shadows_is_migrated_in_place(tmp_path):

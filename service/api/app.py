@@ -217,7 +217,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 "errors": runtime.ruleset_errors,
                 "products": sorted(rs.products) if rs else [],
                 "rules": {"validation": len(rs.validation.rules), "fraud": len(rs.fraud.rules),
-                          "strategy_rows": len(rs.strategy.rows)} if rs else {}}
+                          "strategy_rows": len(rs.strategy.rows)} if rs else {},
+                "experiment": {"name": rs.experiment.name, "arms": [
+                    {"name": a.name, "share": a.share, "shadow": a.shadow, "model": a.model,
+                     "own_table": a.strategy.rows is not rs.strategy.rows}
+                    for a in rs.experiment.live + rs.experiment.shadows]} if rs else None}
 
     @app.post("/admin/rules/reload", tags=["admin"], responses=_PROBLEMS,
               summary="Load rules/ again; refused with its errors if it is not clean")
