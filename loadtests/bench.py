@@ -304,8 +304,10 @@ def main() -> None:
     try:
         from service.charts import ChartUnavailable, latency_chart
 
+        box = machine()
         latency_chart(runs, out.with_suffix(".png"),
-                      f"{out.stem}: one worker on one core; p50 solid, p99 dashed, p99.9 dotted")
+                      f"{out.stem} on {box['cpu']} ({box['cores']} vCPU), Python {box['python']}: "
+                      "one worker on one core; p50 solid, p99 dashed, p99.9 dotted")
         print(f"wrote {out.with_suffix('.png').relative_to(ROOT)}")
     except ChartUnavailable as exc:
         print(f"no chart: {exc}")
