@@ -1,11 +1,15 @@
-"""Backtest throughput: evaluations per second on one core, and where the time goes.
+"""Backtest throughput: evaluations per second on one core, and where the time goes; and how fast
+the funnel report reads a week of decisions.
 
 Builds a temporary input of ``--copies`` copies of the 1000 German-credit applications (fresh
 application ids), then runs ``service.backtest.run`` with the bundled ruleset alone and against
 itself (two evaluations per application), pinned to one CPU. A second pass times each step per
 application (parse, facts, rule stages, encoding, batch graph run, strategy) on the same data.
 
-    .venv/bin/python loadtests/bench_backtest.py [--copies 20]
+Funnel: ``--funnel-decisions`` synthetic decisions (two thirds approved, a third declined with
+two validation reasons, 1 KB answers) in a temporary decision store, one per second of a week.
+
+    .venv/bin/python loadtests/bench_backtest.py [--copies 20] [--funnel-decisions 500000]
 """
 
 from __future__ import annotations
@@ -83,10 +87,41 @@ def steps(path: Path, evaluator: Evaluator) -> dict[str, float]:
             "grade_and_strategy_us": (t6 - t5) / n * 1e6, "scored_share": len(scored) / n}
 
 
+def funnel_speed(folder: Path, count: int) -> dict[str, float]:
+    import datetime as dt
+    import sqlite3
+
+    from service.funnel import funnel
+    from service.store.decisions import SCHEMA
+
+    path = folder / "decisions.sqlite3"
+    approved = orjson.dumps({"outcome": "approve", "reasons": [], "padding": "x" * 900})
+    declined = orjson.dumps({"outcome": "decline", "padding": "x" * 800, "reasons": [
+        {"code": "TERM_NOT_OFFERED", "stage": "validation", "message": "m"},
+        {"code": "AGE_ABOVE_MAXIMUM", "stage": "validation", "message": "m"}]})
+    start = dt.datetime(2026, 11, 16, tzinfo=dt.timezone.utc)
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA)
+        db.executemany(
+            "INSERT INTO decisions (decision_id, application_id, body_sha256, outcome, product, arm, "
+            "decided_at, response, trace) VALUES (?,?,?,?,?,?,?,?,?)",
+            ((f"dec_{i:09d}", f"app-{i}", b"x" * 32, "decline" if i % 3 == 0 else "approve", "consumer_quick",
+              "champion", (start + dt.timedelta(seconds=i)).isoformat(), declined if i % 3 == 0 else approved, b"[]")
+             for i in range(count)))
+    t0 = time.perf_counter()
+    report = funnel(path, start, start + dt.timedelta(days=7))
+    seconds = time.perf_counter() - t0
+    assert report["applications"] == min(count, 7 * 86_400)
+    print(f"funnel: {report['applications']:,} decisions in {seconds:.2f} s")
+    return {"decisions": report["applications"], "seconds": round(seconds, 3),
+            "decisions_per_second": round(report["applications"] / seconds)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=20)
     parser.add_argument("--cpu", type=int, default=0, help="the one CPU to run on")
+    parser.add_argument("--funnel-decisions", type=int, default=500_000)
     args = parser.parse_args()
     os.sched_setaffinity(0, {args.cpu})
     models = load_models(ROOT / "models")
@@ -106,8 +141,10 @@ def main() -> None:
             print(f"{label}: {report['applications']:,} applications in {report['seconds']} s → "
                   f"{report['applications_per_second']:,} evaluations/s on one core")
         breakdown = {k: round(v, 2) for k, v in steps(path, evaluator()).items()}
+        funnel_run = funnel_speed(Path(tmp), args.funnel_decisions)
     print("per application:", ", ".join(f"{k} {v}" for k, v in breakdown.items()))
-    write_result("backtest", {"copies": args.copies, "cpu": args.cpu, "runs": runs, "steps": breakdown})
+    write_result("backtest", {"copies": args.copies, "cpu": args.cpu, "runs": runs, "steps": breakdown,
+                              "funnel": funnel_run})
 
 
 if __name__ == "__main__":
