@@ -106,6 +106,9 @@ def main() -> None:
     args = parser.parse_args()
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {args.cpu})
+    import uvloop
+
+    uvloop.install()  # the service's event loop
     customers = Customers(args.decisions + 500)
     now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8)))
     bodies = []
