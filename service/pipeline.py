@@ -185,10 +185,10 @@ class Pipeline:
                 "reasons": [r["code"] for r in ctx.reasons[before:]], "detail": detail,
             })
         if fork is not None:
-            ctx.shadow = [await self._shadow(ctx, fork.fork(arm), tail) for arm in shadows]
+            ctx.shadow = [await self._shadow(fork.fork(arm), tail) for arm in shadows]
 
     @staticmethod
-    async def _shadow(live: DecisionContext, ctx: DecisionContext, tail: list[Stage]) -> dict[str, Any]:
+    async def _shadow(ctx: DecisionContext, tail: list[Stage]) -> dict[str, Any]:
         """Run the stages from scoring on for a shadow arm; no metrics, no trace kept."""
         for stage in tail:
             if stage.skip_reason(ctx) is None:
