@@ -8,31 +8,35 @@ Input is JSON lines, each a ``POST /v1/decisions`` body plus two optional keys:
   ``.score``, ``.error``), ``whitelist.*`` and ``velocity.*`` — because a backtest never calls a
   provider or reads today's whitelist or counters. A check with no recorded status counts as
   unavailable (``error``: the bundled rules refer); unrecorded whitelist or velocity facts are
-  unknown (``null``), as in a rule test.
+  unknown (``null``), as in a rule test;
+- ``lists``: the entries that were on the bank's lists then and concern this application, by list
+  name (``{"black_devices": ["dev-123"]}``; IP ranges as CIDR). Lists not given are empty.
 
 Every application runs through the same stages as live traffic, except that scoring is batched:
 all applications of a chunk that reach scoring are encoded, then scored in one onnxruntime run
-per model. Lists are empty. Each application runs on the experiment arm it would be assigned
-live, unless an arm is named.
+per model. Each application runs on the experiment arm it would be assigned live, unless an arm
+is named.
 """
 
 from __future__ import annotations
 
 import gc
+import ipaddress
 import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import ConfigDict, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from service.engine.facts import BOOL, NUMBER, STAGE, STRING
 from service.engine.ruleset import Ruleset
+from service.engine.ruletests import StaticLists
 from service.pipeline import DecisionContext, NoLists, Pipeline
 from service.schemas import DecisionRequest
 from service.scoring.features import Refused
@@ -60,6 +64,19 @@ class PastApplication(DecisionRequest):
 
     label: Literal[0, 1] | None = None
     recorded: Recorded | None = None
+    lists: dict[str, Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=100)]] | None = None
+
+    @field_validator("lists")
+    @classmethod
+    def _networks_parse(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        for name, entries in (value or {}).items():
+            for entry in entries:
+                if "/" in entry:
+                    try:
+                        ipaddress.ip_network(entry, strict=False)
+                    except ValueError:
+                        raise ValueError(f"{name}: {entry!r} is not an IP range") from None
+        return value
 
     def stage_facts(self) -> dict[str, Any]:
         facts = dict(self.recorded or {})
@@ -135,8 +152,9 @@ class Evaluator:
         self.after = pipeline.stages[names.index("scoring") + 1:]
 
     def evaluate(self, chunk: list[PastApplication]) -> list[Result]:
-        lists = NoLists()
-        contexts = [self.pipeline.context(app, self.ruleset, lists, math.inf, app.stage_facts(), self.arm)
+        empty = NoLists()
+        contexts = [self.pipeline.context(app, self.ruleset, StaticLists(app.lists) if app.lists else empty,
+                                          math.inf, app.stage_facts(), self.arm)
                     for app in chunk]
         for ctx in contexts:
             self._stages(ctx, self.before)

@@ -103,11 +103,26 @@ def test_unrecorded_checks_count_as_unavailable(models, tmp_path):
     assert ("VERIFICATION_UNAVAILABLE", "fraud") in result.reasons
 
 
+def test_recorded_list_entries_decide_like_the_live_lists(models):
+    recorded = orjson.loads(GERMAN.read_bytes().splitlines()[0])["recorded"]
+    ruleset = load_ruleset(REPO_ROOT / "rules", set(models))
+    evaluator = Evaluator(ruleset, models, build_pipeline(observe=False, models=models))
+    body = {**application("listed"), "recorded": recorded}
+    clean, device, network, related = evaluator.evaluate([PastApplication.model_validate_json(orjson.dumps(b)) for b in (
+        body, {**body, "lists": {"black_devices": ["dev-abc"]}},
+        {**body, "lists": {"black_ips": ["203.0.113.0/24"]}},
+        {**body, "lists": {"black_phones": ["13912345678"]}})])  # not the applicant's phone
+    assert clean.outcome == "approve" and related.outcome == "approve"
+    assert ("BLACKLIST_DEVICE", "fraud") in device.reasons and device.outcome == "decline"
+    assert network.outcome == "decline" and any(code == "BLACKLIST_IP" for code, _ in network.reasons)
+
+
 @pytest.mark.parametrize("change, where", [
     (lambda b: b["recorded"].update({"whitelist.listd": True}), "recorded.whitelist.listd"),
     (lambda b: b["recorded"].update({"whitelist.limit": "50000"}), "recorded.whitelist.limit"),
     (lambda b: b.update(label=2), "label"),
     (lambda b: b["loan"].update(amount=-1), "loan.amount"),
+    (lambda b: b.update(lists={"black_ips": ["10.0.0.0/99"]}), "lists"),
 ])
 def test_a_bad_input_line_is_named_and_nothing_is_written(tmp_path, change, where):
     lines = GERMAN.read_bytes().splitlines()[:5]
