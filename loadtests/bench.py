@@ -61,6 +61,13 @@ def machine() -> dict:
             "platform": platform.platform()}
 
 
+def percentiles(samples: list[float]) -> dict[str, float]:
+    """p50 and p99 of durations in seconds, in µs."""
+    ordered = sorted(samples)
+    return {"p50_us": round(ordered[len(ordered) // 2] * 1e6, 1),
+            "p99_us": round(ordered[int(len(ordered) * 0.99)] * 1e6, 1)}
+
+
 def write_result(label: str, record: dict) -> Path:
     """Save a run as loadtests/results/<UTC time>-<label>.json, stamped with date and machine."""
     now = dt.datetime.now(dt.timezone.utc)

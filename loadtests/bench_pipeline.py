@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
 
-from loadtests.bench import write_result  # noqa: E402
+from loadtests.bench import percentiles, write_result  # noqa: E402
 from loadtests.customers import Customers  # noqa: E402
 from service.config import Settings  # noqa: E402
 from service.decisions import fingerprint, new_decision_id  # noqa: E402
@@ -37,9 +37,6 @@ from service.store.decisions import DecisionRecord  # noqa: E402
 from service.store.whitelist import import_whitelist  # noqa: E402
 from service.verification import simulator  # noqa: E402
 from service.verification.providers import APIS  # noqa: E402
-from tests.factories import application  # noqa: E402
-
-OUTCOMES = {"identity": simulator.identity_outcome, "face": simulator.face_outcome, "sms": simulator.sms_outcome}
 
 
 class InstantProvider:
@@ -50,13 +47,7 @@ class InstantProvider:
         self.api = APIS[name]
 
     async def check(self, request: DecisionRequest, timeout_s: float) -> dict:
-        return self.api.result(OUTCOMES[self.name](self.api.payload(request)))
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {"p50_us": round(ordered[len(ordered) // 2] * 1e6, 1),
-            "p99_us": round(ordered[int(len(ordered) * 0.99)] * 1e6, 1)}
+        return self.api.result(simulator.OUTCOMES[self.name](self.api.payload(request)))
 
 
 async def measure(runtime: Runtime, bodies: list[bytes]) -> dict[str, list[float]]:
@@ -110,21 +101,14 @@ def main() -> None:
 
     uvloop.install()  # the service's event loop
     customers = Customers(args.decisions + 500)
-    now = dt.datetime.now(dt.timezone(dt.timedelta(hours=8)))
-    bodies = []
-    for i in range(args.decisions + 500):
-        id_number, phone, ip = customers.customer(i)
-        bodies.append(orjson.dumps(application(
-            f"inproc-{i}", applicant={"id_number": id_number, "phone": phone},
-            device={"device_id": f"dev-{i}", "ip": ip}, submitted_at=now.isoformat(),
-            consents={"e_signature": {"signed_at": (now - dt.timedelta(seconds=20)).isoformat()}})))
+    bodies = [orjson.dumps(customers.application(i, f"inproc-{i}", f"dev-{i}")) for i in range(customers.count)]
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), log_level="WARNING")
         runtime = Runtime.from_settings(settings)
         runtime.start()
         import_whitelist(settings.whitelist_dir, customers.whitelist_csv(Path(tmp) / "wl.csv"), runtime.whitelist.keyed)
         verification = next(s for s in runtime.pipeline.stages if s.name == "verification")
-        verification.providers = {name: InstantProvider(name) for name in OUTCOMES}
+        verification.providers = {name: InstantProvider(name) for name in simulator.OUTCOMES}
         gc.collect()
         gc.freeze()  # as the service does after start-up
         try:

@@ -24,11 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from stdnum.cn import ric  # noqa: E402
 
-from loadtests.bench import write_result  # noqa: E402
+from loadtests.bench import percentiles, write_result  # noqa: E402
 from service.store.keys import KeyedHash  # noqa: E402
 from service.store.whitelist import SqliteWhitelist, import_whitelist  # noqa: E402
+from tests import factories  # noqa: E402
 
 REGIONS = ("110105", "110101", "310101", "120101", "140121", "210122", "330122", "340121")
 FIRST = dt.date(1950, 1, 1)
@@ -38,14 +38,7 @@ def id_number(i: int) -> str:
     """The i-th synthetic customer: 1000 per birth date per region, all distinct and valid."""
     region = REGIONS[i % len(REGIONS)]
     j = i // len(REGIONS)
-    body = f"{region}{(FIRST + dt.timedelta(days=j // 1000)):%Y%m%d}{j % 1000:03d}"
-    return body + ric.calc_check_digit(body + "0")
-
-
-def percentiles(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    return {"p50_us": round(ordered[len(ordered) // 2] * 1e6, 1),
-            "p99_us": round(ordered[int(len(ordered) * 0.99)] * 1e6, 1)}
+    return factories.id_number(f"{(FIRST + dt.timedelta(days=j // 1000)):%Y%m%d}", region, f"{j % 1000:03d}")
 
 
 def main() -> None:

@@ -3,28 +3,21 @@ tests can build them without gevent's monkey-patching."""
 
 from __future__ import annotations
 
-import datetime as dt
 import itertools
 import os
 import random
 
 from loadtests.customers import Customers
-from tests.factories import application
 
 CUSTOMERS = Customers(int(os.environ.get("LOAD_CUSTOMERS", "100000")))
 RUN = os.urandom(3).hex()
 _serial = itertools.count()
-CHINA = dt.timezone(dt.timedelta(hours=8))
 
 
 def good() -> dict:
     """A new application of the next customer, submitted now."""
     n = next(_serial)
-    id_number, phone, ip = CUSTOMERS.customer(n)
-    now = dt.datetime.now(CHINA)
-    return application(f"lc{RUN}-{os.getpid()}-{n}", applicant={"id_number": id_number, "phone": phone},
-                       device={"device_id": f"dev-{RUN}-{n}", "ip": ip}, submitted_at=now.isoformat(),
-                       consents={"e_signature": {"signed_at": (now - dt.timedelta(seconds=20)).isoformat()}})
+    return CUSTOMERS.application(n, f"lc{RUN}-{os.getpid()}-{n}", f"dev-{RUN}-{n}")
 
 
 def fraud(rng: random.Random) -> dict:

@@ -35,7 +35,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from service.engine.facts import BOOL, NUMBER, STAGE, STRING
-from service.engine.ruleset import Ruleset
+from service.engine.ruleset import OUTCOMES, Ruleset
 from service.engine.ruletests import StaticLists
 from service.pipeline import DecisionContext, NoLists, Pipeline
 from service.schemas import DecisionRequest
@@ -45,7 +45,6 @@ from service.scoring.stage import ScoringStage
 from service.verification.stage import PASSED
 
 CHUNK = 4096
-OUTCOMES = ("approve", "decline", "refer")
 RECORDABLE = {name: kind for name, kind in STAGE.items()
               if name.startswith(("whitelist.", "velocity.")) or name.count(".") == 2}
 UNRECORDED_CHECK = {"status": "error", "error": "not_recorded"}

@@ -8,14 +8,13 @@ approves without having looked, and never answers 500 for it.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import Any, Protocol
 
+from service.engine.functions import CHINA  # pre-approvals expire at the end of a Beijing-time day
 from service.pipeline import DecisionContext
 from service.store import Velocity, Whitelist
 
-CHINA = dt.timezone(dt.timedelta(hours=8))  # pre-approvals expire at the end of a Beijing-time day
 UNAVAILABLE = "DATA_UNAVAILABLE"
 UNAVAILABLE_MESSAGE = "Your application needs a manual review."
 

@@ -17,8 +17,9 @@ from typing import Any
 
 import orjson
 
+from service.engine.functions import CHINA
+
 STAGES = ("validation", "verification", "enrichment", "fraud", "scoring", "strategy")
-CHINA = dt.timezone(dt.timedelta(hours=8))
 TOP = 5
 
 

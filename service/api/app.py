@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import metrics
 from service.api.auth import KeyRing
-from service.api.decision_route import BODY_LIMIT, JSON, DecisionEndpoint, FastPath, json_media, read_body
+from service.api.decision_route import JSON, DecisionEndpoint, FastPath, read_body, require_json, require_size
 from service.config import Settings, parse_api_keys
 from service.problems import MEDIA_TYPE, ProblemError, from_validation_error, json_path, json_pointer
 from service.runtime import Runtime
@@ -51,21 +51,9 @@ def _json(body: bytes) -> Response:
 
 
 async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > BODY_LIMIT:
-        raise ProblemError(413, "body-too-large", f"the body may be at most {BODY_LIMIT} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > BODY_LIMIT:
-            raise ProblemError(413, "body-too-large", f"the body may be at most {BODY_LIMIT} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _require_json(request: Request) -> None:
-    if not json_media(request.headers.get("content-type", "")):
-        raise ProblemError(415, "unsupported-media-type", "send the body as 'Content-Type: application/json'")
+    body = await read_body(request.receive, request.headers.get("content-length"))
+    require_size(body)
+    return body
 
 
 class HttpMetrics:
@@ -168,7 +156,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         received = time.perf_counter()
         status, content, media, headers = await endpoint.answer(
             request.headers.get("authorization"), request.headers.get("content-type", ""),
-            request.url.query, await read_body(request.receive), received)
+            request.url.query, await read_body(request.receive, request.headers.get("content-length")), received)
         return Response(content, status_code=status, media_type=media, headers=headers)
 
     @app.get("/v1/decisions/{decision_id}", tags=["decisions"], response_model=DecisionResponse,
@@ -219,9 +207,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                 "rules": {"validation": len(rs.validation.rules), "fraud": len(rs.fraud.rules),
                           "strategy_rows": len(rs.strategy.rows)} if rs else {},
                 "experiment": {"name": rs.experiment.name, "arms": [
-                    {"name": a.name, "share": a.share, "shadow": a.shadow, "model": a.model,
+                    {"name": a.name, "share": a.share, "shadow": shadow, "model": a.model,
                      "own_table": a.strategy.rows is not rs.strategy.rows}
-                    for a in rs.experiment.live + rs.experiment.shadows]} if rs else None}
+                    for arms, shadow in ((rs.experiment.live, False), (rs.experiment.shadows, True))
+                    for a in arms]} if rs else None}
 
     @app.post("/admin/rules/reload", tags=["admin"], responses=_PROBLEMS,
               summary="Load rules/ again; refused with its errors if it is not clean")
@@ -241,7 +230,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def _change_list(request: Request, name: str, action: str) -> Response:
         key_id = keys.require(request.headers.get("authorization"), "admin")
         _list_name(name)
-        _require_json(request)
+        require_json(request.headers.get("content-type", ""))
         try:
             change = ListChange.model_validate_json(await _read_body(request))
         except ValidationError as exc:

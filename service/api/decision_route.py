@@ -26,6 +26,7 @@ from service.store.decisions import StoreUnavailable
 BODY_LIMIT = 64 * 1024
 JSON = "application/json"
 PATH = "/v1/decisions"
+_OVERSIZE = b"\0" * (BODY_LIMIT + 1)
 TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}  # as FastAPI reads a bool
 log = logging.getLogger("service.api")
 Answer = tuple[int, bytes, str, dict[str, str]]  # status, body, media type, extra headers
@@ -37,6 +38,8 @@ def json_media(content_type: str) -> bool:
 
 
 def explain_flag(query: str) -> bool:
+    if not query:
+        return False
     explain = False
     for name, value in parse_qsl(query, keep_blank_values=True):
         if name != "explain":
@@ -73,10 +76,8 @@ class DecisionEndpoint:
                       received: float) -> Answer:
         self.keys.require(authorization, "client")
         explain = explain_flag(query)
-        if not json_media(content_type):
-            raise ProblemError(415, "unsupported-media-type", "send the body as 'Content-Type: application/json'")
-        if len(body) > BODY_LIMIT:
-            raise ProblemError(413, "body-too-large", f"the body may be at most {BODY_LIMIT} bytes")
+        require_json(content_type)
+        require_size(body)
         runtime = self.runtime
         ruleset = runtime.ruleset
         if ruleset is None:
@@ -101,11 +102,8 @@ class DecisionEndpoint:
             elif name == b"content-type":
                 content_type = value.decode("latin-1")
             elif name == b"content-length":
-                declared = value
-        if declared is not None and declared.isdigit() and int(declared) > BODY_LIMIT:
-            body = b"\0" * (BODY_LIMIT + 1)  # refused by size without reading it
-        else:
-            body = await read_body(receive)
+                declared = value.decode("latin-1")
+        body = await read_body(receive, declared)
         status, content, media, headers = await self.answer(
             authorization, content_type, scope.get("query_string", b"").decode("latin-1"), body, received)
         raw_headers = [(b"content-type", media.encode()), (b"content-length", str(len(content)).encode())]
@@ -114,8 +112,22 @@ class DecisionEndpoint:
         await send({"type": "http.response.body", "body": content})
 
 
-async def read_body(receive: Any) -> bytes:
-    """The request body, or BODY_LIMIT + 1 bytes of it once it is known to be too large."""
+def require_json(content_type: str) -> None:
+    if not json_media(content_type):
+        raise ProblemError(415, "unsupported-media-type", "send the body as 'Content-Type: application/json'")
+
+
+def require_size(body: bytes) -> None:
+    if len(body) > BODY_LIMIT:
+        raise ProblemError(413, "body-too-large", f"the body may be at most {BODY_LIMIT} bytes")
+
+
+async def read_body(receive: Any, declared: str | None) -> bytes:
+    """The request body; once it is known to be too large (by its declared Content-Length, not
+    read, or while reading), BODY_LIMIT + 1 bytes that ``require_size`` refuses. Not raising
+    here lets the caller check the key before the size."""
+    if declared is not None and declared.isdigit() and int(declared) > BODY_LIMIT:
+        return _OVERSIZE
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -124,7 +136,7 @@ async def read_body(receive: Any) -> bytes:
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > BODY_LIMIT:
-            return b"\0" * (BODY_LIMIT + 1)
+            return _OVERSIZE
         chunks.append(chunk)
         if not message.get("more_body", False):
             break

@@ -26,7 +26,6 @@ class Arm:
     strategy: Strategy
     model: str | None = None  # None: the products' segment routing
     share: float = 0.0  # of live traffic; 0 for a shadow arm
-    shadow: bool = False
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from stdnum.exceptions import ValidationError
 
 from service.engine.facts import ANY, BOOL, DATE, DATETIME, LIST, NUMBER, STRING
 
+CHINA = dt.timezone(dt.timedelta(hours=8))  # Beijing time: the banks' business day
 _PHONE = re.compile(r"1[3-9]\d{9}")
 _RIC_SHAPE = re.compile(r"\d{17}[\dX]")
 

@@ -447,7 +447,7 @@ class _Loader:
             if arm_doc.get("shadow") is True:
                 if "share" in arm_doc:
                     self.error(arm_doc.at("share"), "a shadow arm takes no share of live traffic", arm_name)
-                shadows.append(Arm(arm_name, strategy, model, 0.0, True))
+                shadows.append(Arm(arm_name, strategy, model))
             else:
                 share = self.number(arm_doc, "share", arm_name, low=0.0, high=1.0)
                 live.append(Arm(arm_name, strategy, model, share))

@@ -22,10 +22,10 @@ from typing import Any
 import orjson
 from stdnum.cn import ric, uscc
 
+from service.engine.functions import CHINA
 from service.engine.regions import CAPITALS
 
 DM_TO_CNY = 5  # the one conversion factor for every amount
-CHINA = dt.timezone(dt.timedelta(hours=8))
 FIRST_SUBMISSION = dt.datetime(2026, 1, 5, 8, 0, tzinfo=CHINA)
 
 # Real county codes that python-stdnum accepts for every birth year in the data (its list dates
