@@ -19,7 +19,7 @@ durable commit each time. For each target:
 Writes JSON (machine, date, every run) and a PNG of latency percentiles against offered load to
 loadtests/results/.
 
-    .venv/bin/python loadtests/bench.py [--rates 100,250,500,1000] [--seconds 10] [--connections 32]
+    .venv/bin/python loadtests/bench.py [--rates 100,250,500,1000] [--seconds 10] [--connections 32] [--smoke]
 """
 
 from __future__ import annotations
@@ -230,7 +230,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 def measure(target: str, port: int, customers: Customers, args: argparse.Namespace) -> list[dict]:
     reqs = Requests(port, customers)
-    asyncio.run(max_rate(target + " warm-up", reqs, port, 2, args.connections))
+    asyncio.run(max_rate(target + " warm-up", reqs, port, min(2.0, args.seconds), args.connections))
     runs = [asyncio.run(fixed_rate(target, reqs, port, float(r), args.seconds, args.connections))
             for r in args.rates.split(",") if r]
     runs.append(asyncio.run(max_rate(target, reqs, port, args.seconds, args.connections)))
@@ -254,7 +254,10 @@ def main() -> None:
     parser.add_argument("--providers-latency-ms", type=float, default=0.0,
                         help="the provider simulator's latency (it runs on CPU 1)")
     parser.add_argument("--label", default="decisions")
+    parser.add_argument("--smoke", action="store_true", help="every target for a second at 20/s, nothing written")
     args = parser.parse_args()
+    if args.smoke:
+        args.rates, args.seconds, args.customers, args.connections = "20", 0.5, 300, 4
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {1})
     try:
@@ -301,6 +304,10 @@ def main() -> None:
     if ratio is not None:
         print(f"service at maximum rate: {best['service']:,.0f}/s = {ratio:.1%} of bare FastAPI "
               f"({best['bare']:,.0f}/s)")
+    if args.smoke:
+        failed = [r for r in runs if set(r["statuses"]) != {200}]
+        assert runs and not failed, failed
+        return
     out = write_result(args.label, {
         "setup": {"server": "one uvicorn worker pinned to CPU 0 (uvloop, httptools)",
                   "providers": f"simulator on CPU 1 at {args.providers_latency_ms:g} ms",

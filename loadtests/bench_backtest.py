@@ -2,21 +2,20 @@
 the funnel report reads a week of decisions.
 
 Builds a temporary input of ``--copies`` copies of the 1000 German-credit applications (fresh
-application ids), then runs ``service.backtest.run`` with the bundled ruleset alone and against
+application ids), then runs ``offline.backtest.run`` with the bundled ruleset alone and against
 itself (two evaluations per application), pinned to one CPU. A second pass times each step per
-application (parse, facts, rule stages, encoding, batch graph run, strategy) on the same data.
+application (parse, facts, ``decide`` and each of its stages) on the same data.
 
 Funnel: ``--funnel-decisions`` synthetic decisions (two thirds approved, a third declined with
 two validation reasons, 1 KB answers) in a temporary decision store, one per second of a week.
 
-    .venv/bin/python loadtests/bench_backtest.py [--copies 20] [--funnel-decisions 500000]
+    .venv/bin/python loadtests/bench_backtest.py [--copies 20] [--funnel-decisions 500000] [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import math
 import os
 import sys
 import tempfile
@@ -26,14 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
 from loadtests.bench import write_result  # noqa: E402
-from service.backtest import Evaluator, PastApplication, run  # noqa: E402
+from offline.backtest import Evaluator, PastApplication, run  # noqa: E402
+from service.decide import application_facts, decide  # noqa: E402
 from service.engine.ruleset import load_ruleset  # noqa: E402
-from service.pipeline import NoLists  # noqa: E402
-from service.runtime import build_pipeline  # noqa: E402
 from service.scoring.model import load_models  # noqa: E402
 
 SOURCE = ROOT / "models/data/german_credit/applications.jsonl"
@@ -59,39 +56,26 @@ def steps(path: Path, evaluator: Evaluator) -> dict[str, float]:
     t0 = clock()
     apps = [PastApplication.model_validate_json(line) for line in raw]
     t1 = clock()
-    lists = NoLists()
-    pipeline, ruleset = evaluator.pipeline, evaluator.ruleset
-    contexts = [pipeline.context(a, ruleset, lists, math.inf, a.stage_facts()) for a in apps]
+    ruleset, models = evaluator.ruleset, evaluator.models
+    facts = [application_facts(a, ruleset) | a.stage_facts() for a in apps]
     t2 = clock()
-    for ctx in contexts:
-        evaluator._stages(ctx, evaluator.before)
+    decisions = [decide(f, ruleset, models=models) for f in facts]
     t3 = clock()
-    scored = [c for c in contexts if evaluator.scoring.skip_reason(c) is None]
-    model = evaluator.models["german_champion"]
-    rows = [model.spec.encode(c.facts)[0] for c in scored]
-    t4 = clock()
-    pds = model.sample_pds(np.array(rows, dtype=np.float32))
-    t5 = clock()
-    results = [model.result(p) for p in pds.tolist()]
-    for ctx, score in zip(scored, results):
-        evaluator.scoring.apply(ctx, score)
-    for ctx in contexts:
-        evaluator._stages(ctx, evaluator.after)
-    t6 = clock()
     gc.enable()
     n = len(apps)
-    return {"parse_us": (t1 - t0) / n * 1e6, "facts_us": (t2 - t1) / n * 1e6,
-            "validation_verification_enrichment_fraud_us": (t3 - t2) / n * 1e6,
-            "encode_us_per_scored": (t4 - t3) / len(scored) * 1e6,
-            "graph_us_per_scored": (t5 - t4) / len(scored) * 1e6,
-            "grade_and_strategy_us": (t6 - t5) / n * 1e6, "scored_share": len(scored) / n}
+    out = {"parse_us": (t1 - t0) / n * 1e6, "facts_us": (t2 - t1) / n * 1e6, "decide_us": (t3 - t2) / n * 1e6}
+    for index, step in enumerate(decisions[0].trace):
+        ran = [d.trace[index]["ms"] for d in decisions if "skipped" not in d.trace[index]["detail"]]
+        out[f"{step['stage']}_us_when_run"] = sum(ran) / max(1, len(ran)) * 1000
+        out[f"{step['stage']}_share_run"] = len(ran) / n
+    return out
 
 
 def funnel_speed(folder: Path, count: int) -> dict[str, float]:
     import datetime as dt
     import sqlite3
 
-    from service.funnel import funnel
+    from offline.funnel import funnel
     from service.store.decisions import SCHEMA
 
     path = folder / "decisions.sqlite3"
@@ -122,13 +106,16 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=20)
     parser.add_argument("--cpu", type=int, default=0, help="the one CPU to run on")
     parser.add_argument("--funnel-decisions", type=int, default=500_000)
+    parser.add_argument("--smoke", action="store_true", help="one copy, 1000 stored decisions, nothing written")
     args = parser.parse_args()
+    if args.smoke:
+        args.copies, args.funnel_decisions = 1, 1000
     os.sched_setaffinity(0, {args.cpu})
     models = load_models(ROOT / "models")
     ruleset = load_ruleset(ROOT / "rules", set(models))
 
     def evaluator() -> Evaluator:
-        return Evaluator(ruleset, models, build_pipeline(observe=False, models=models))
+        return Evaluator(ruleset, models)
 
     with tempfile.TemporaryDirectory() as tmp:
         path = make_input(Path(tmp), args.copies)
@@ -143,8 +130,9 @@ def main() -> None:
         breakdown = {k: round(v, 2) for k, v in steps(path, evaluator()).items()}
         funnel_run = funnel_speed(Path(tmp), args.funnel_decisions)
     print("per application:", ", ".join(f"{k} {v}" for k, v in breakdown.items()))
-    write_result("backtest", {"copies": args.copies, "cpu": args.cpu, "runs": runs, "steps": breakdown,
-                              "funnel": funnel_run})
+    if not args.smoke:
+        write_result("backtest", {"copies": args.copies, "cpu": args.cpu, "runs": runs, "steps": breakdown,
+                                  "funnel": funnel_run})
 
 
 if __name__ == "__main__":

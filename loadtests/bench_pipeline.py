@@ -1,13 +1,14 @@
-"""In-process cost of one decision, no HTTP: p50 and p99 of each step and each pipeline stage.
+"""In-process cost of one decision, no HTTP: p50 and p99 of each step and each stage.
 
 A real Runtime (bundled rules and models, SQLite stores with durability on, a whitelist of the
 customers) decides ``--decisions`` distinct applications one after another, each a new customer
 who is verified, found, scored and approved. The providers answer in process with the
 simulator's outcomes (no sockets): what is measured is this service's own work. The steps are
-those of ``Decisions.decide``, timed one by one; the durable commit (the fsync of the decision
-store's writer thread) is reported apart, since it is waiting, not work.
+those of ``Decisions.decide`` (claim, gather, decide, store), timed one by one; the durable
+commit (the fsync of the decision store's writer thread) is reported apart, since it is
+waiting, not work.
 
-    .venv/bin/python loadtests/bench_pipeline.py [--decisions 5000] [--cpu 0]
+    .venv/bin/python loadtests/bench_pipeline.py [--decisions 5000] [--cpu 0] [--smoke]
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ import orjson  # noqa: E402
 from loadtests.bench import percentiles, write_result  # noqa: E402
 from loadtests.customers import Customers  # noqa: E402
 from service.config import Settings  # noqa: E402
-from service.decisions import fingerprint, new_decision_id  # noqa: E402
+from service.decide import application_facts, decide  # noqa: E402
+from service.decisions import fingerprint, new_decision_id, response  # noqa: E402
 from service.runtime import Runtime  # noqa: E402
 from service.schemas import DecisionRequest  # noqa: E402
 from service.store.decisions import DecisionRecord  # noqa: E402
@@ -52,7 +54,8 @@ class InstantProvider:
 
 async def measure(runtime: Runtime, bodies: list[bytes]) -> dict[str, list[float]]:
     steps: dict[str, list[float]] = {}
-    pipeline, store = runtime.pipeline, runtime.store
+    store, gatherer, ruleset = runtime.store, runtime.gatherer, runtime.ruleset
+    assert ruleset is not None
     clock = time.perf_counter
 
     def add(name: str, seconds: float) -> None:
@@ -65,28 +68,32 @@ async def measure(runtime: Runtime, bodies: list[bytes]) -> dict[str, list[float
         digest = fingerprint(request)
         assert store.get_by_application(request.application_id) is None
         t2 = clock()
-        ctx = pipeline.context(request, runtime.ruleset, runtime.lists, time.monotonic() + 3)
+        facts = application_facts(request, ruleset)
         t3 = clock()
-        await pipeline.run(ctx)
+        gathered = await gatherer.gather(request, facts, ruleset, time.monotonic() + 3)
         t4 = clock()
-        decided_at = dt.datetime.now(dt.timezone.utc)
-        body = pipeline.response(ctx, new_decision_id(), t0, decided_at)
-        record = DecisionRecord(body["decision_id"], request.application_id, digest, body["outcome"],
-                                request.product, body["experiment"]["arm"], decided_at.isoformat(),
-                                orjson.dumps(body), orjson.dumps(ctx.trace, default=str), orjson.dumps(ctx.shadow))
+        d = decide(facts, ruleset, models=runtime.models, lists=gathered.lists, shadows=True)
         t5 = clock()
-        await store.save(record)
+        gathered.annotate(d.trace)
+        decided_at = dt.datetime.now(dt.timezone.utc)
+        body = response(d, request, new_decision_id(), t0, decided_at)
+        record = DecisionRecord(body["decision_id"], request.application_id, digest, body["outcome"],
+                                request.product, d.arm.name, decided_at.isoformat(),
+                                orjson.dumps(body), orjson.dumps(d.trace, default=str), orjson.dumps(d.shadow))
         t6 = clock()
-        assert ctx.outcome == "approve", ctx.reasons
+        await store.save(record)
+        t7 = clock()
+        assert body["outcome"] == "approve", d.reasons
         add("parse + validate", t1 - t0)
         add("idempotency: fingerprint + stored look-up", t2 - t1)
-        add("context: request and derived facts", t3 - t2)
-        for stage in ctx.trace:
-            add(f"stage {stage['stage']}", stage["ms"] / 1000)
-        add("six stages", t4 - t3)
-        add("response + record (three orjson dumps)", t5 - t4)
-        add("decision without the commit", (t5 - t0))
-        add("durable commit (writer thread, fsync)", t6 - t5)
+        add("facts: request, product, derived", t3 - t2)
+        add("gather: providers + store thread (wall)", t4 - t3)
+        for stage in d.trace:
+            add(f"stage {stage['stage']} (with its I/O)", stage["ms"] / 1000)
+        add("decide: six stages", t5 - t4)
+        add("response + record (three orjson dumps)", t6 - t5)
+        add("decision without the commit", t6 - t0)
+        add("durable commit (writer thread, fsync)", t7 - t6)
     return steps
 
 
@@ -94,33 +101,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--decisions", type=int, default=5000)
     parser.add_argument("--cpu", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help="50 decisions, nothing written")
     args = parser.parse_args()
+    warm = 50 if args.smoke else 500
+    if args.smoke:
+        args.decisions = 50
     if (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {args.cpu})
     import uvloop
 
     uvloop.install()  # the service's event loop
-    customers = Customers(args.decisions + 500)
+    customers = Customers(args.decisions + warm)
     bodies = [orjson.dumps(customers.application(i, f"inproc-{i}", f"dev-{i}")) for i in range(customers.count)]
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), log_level="WARNING")
         runtime = Runtime.from_settings(settings)
         runtime.start()
         import_whitelist(settings.whitelist_dir, customers.whitelist_csv(Path(tmp) / "wl.csv"), runtime.whitelist.keyed)
-        verification = next(s for s in runtime.pipeline.stages if s.name == "verification")
-        verification.providers = {name: InstantProvider(name) for name in simulator.OUTCOMES}
+        runtime.gatherer.providers = {name: InstantProvider(name) for name in simulator.OUTCOMES}
         gc.collect()
         gc.freeze()  # as the service does after start-up
         try:
-            asyncio.run(measure(runtime, bodies[:500]))  # warm-up: caches, first-use costs
-            steps = asyncio.run(measure(runtime, bodies[500:]))
+            asyncio.run(measure(runtime, bodies[:warm]))  # warm-up: caches, first-use costs
+            steps = asyncio.run(measure(runtime, bodies[warm:]))
         finally:
             runtime.stop()
     table = {name: percentiles(samples) for name, samples in steps.items()}
     width = max(map(len, table))
     for name, row in table.items():
         print(f"{name:<{width}}  p50 {row['p50_us']:>8.1f} µs   p99 {row['p99_us']:>8.1f} µs")
-    write_result("pipeline", {"decisions": args.decisions, "cpu": args.cpu, "steps": table})
+    if not args.smoke:
+        write_result("pipeline", {"decisions": args.decisions, "cpu": args.cpu, "steps": table})
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ Measures: CSV generation (not part of the import), import wall time and rows/s, 
 RSS of the importing process, and lookup latency p50/p99 for listed and unlisted customers
 through ``SqliteWhitelist.lookup`` (keyed hash + one indexed query), cold-ish and warm.
 
-    .venv/bin/python loadtests/bench_whitelist.py [--rows 10000000] [--lookups 100000]
+    .venv/bin/python loadtests/bench_whitelist.py [--rows 10000000] [--lookups 100000] [--smoke]
 """
 
 from __future__ import annotations
@@ -45,7 +45,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--lookups", type=int, default=100_000)
+    parser.add_argument("--smoke", action="store_true", help="2,000 rows, 200 lookups, nothing written")
     args = parser.parse_args()
+    if args.smoke:
+        args.rows, args.lookups = 2_000, 200
     keyed = KeyedHash("bench-pii-key-0123456789abcdef0123456789")
     work = Path(tempfile.mkdtemp(prefix="bench-whitelist-"))
     try:
@@ -81,6 +84,8 @@ def main() -> None:
                 assert (entry is not None) == (label == "listed")
             timings[label] = percentiles(samples)
             print(f"lookup {label}: p50 {timings[label]['p50_us']} µs, p99 {timings[label]['p99_us']} µs")
+        if args.smoke:
+            return
         write_result("whitelist", {
             "rows": args.rows, "generate_s": round(generated, 1), "import_s": round(report.seconds, 1),
             "import_rows_per_s": round(args.rows / report.seconds), "file_mb": round(size / 1e6),

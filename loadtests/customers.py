@@ -8,7 +8,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from service.engine.functions import CHINA
+from service.identifiers import CHINA
 from tests.factories import application, id_number
 
 BORN = dt.date(1976, 1, 1)  # eligible for every product by age

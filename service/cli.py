@@ -76,13 +76,12 @@ def rules_lint(args: argparse.Namespace) -> int:
 
 
 def rules_test(args: argparse.Namespace) -> int:
-    from service.engine.ruletests import run_rule_tests_sync
-    from service.runtime import build_pipeline
+    from service.ruletests import run_rule_tests
 
     ruleset = _load_rules(args)
     if ruleset is None:
         return 1
-    report = run_rule_tests_sync(ruleset, build_pipeline(observe=False))
+    report = run_rule_tests(ruleset)
     for line in report.lines():
         if args.verbose or not line.startswith("ok"):
             print(line)
@@ -90,7 +89,7 @@ def rules_test(args: argparse.Namespace) -> int:
 
 
 def model_german(args: argparse.Namespace) -> int:
-    from service.scoring.german_credit import convert
+    from offline.german_credit import convert
 
     count = convert(Path(args.source), Path(args.out))
     print(f"{count} applications written to {args.out}")
@@ -99,7 +98,7 @@ def model_german(args: argparse.Namespace) -> int:
 
 def model_train(args: argparse.Namespace) -> int:
     try:
-        from service.scoring.training import train
+        from offline.training import train
     except ImportError as exc:
         print(f"training needs the optional extra: pip install -e '.[train]' ({exc})", file=sys.stderr)
         return 2
@@ -176,10 +175,9 @@ def lists_import(args: argparse.Namespace) -> int:
 def backtest(args: argparse.Namespace) -> int:
     import orjson
 
-    from service.backtest import Evaluator, render, run
-    from service.charts import ChartUnavailable, backtest_chart
+    from offline.backtest import Evaluator, render, run
+    from offline.charts import ChartUnavailable, backtest_chart
     from service.engine.ruleset import RulesetError, load_ruleset
-    from service.runtime import build_pipeline
     from service.scoring.model import ModelError, load_models
 
     try:
@@ -191,8 +189,7 @@ def backtest(args: argparse.Namespace) -> int:
     for directory in [args.rules] + ([args.against] if args.against else []):
         try:
             ruleset = load_ruleset(Path(directory), set(models))
-            pipeline = build_pipeline(observe=False, models=models)
-            evaluators.append(Evaluator(ruleset, models, pipeline, args.arm))
+            evaluators.append(Evaluator(ruleset, models, args.arm))
         except RulesetError as exc:
             print("\n".join(str(e) for e in exc.errors), file=sys.stderr)
             print(f"{directory}: {len(exc.errors)} error(s)", file=sys.stderr)
@@ -229,7 +226,7 @@ def report_funnel(args: argparse.Namespace) -> int:
 
     import orjson
 
-    from service.funnel import funnel, parse_time, render
+    from offline.funnel import funnel, parse_time, render
 
     try:
         until = parse_time(args.until) if args.until else dt.datetime.now(dt.timezone.utc)
@@ -325,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rules", required=True, help="rules directory A")
     p.add_argument("--against", help="rules directory B: adds the swap set A → B")
     p.add_argument("--input", required=True, help="JSON lines: request bodies + optional label, recorded "
-                                                  "(format: service/backtest.py, README)")
+                                                  "(format: offline/backtest.py, README)")
     p.add_argument("--models", help="models directory (default: the configured one)")
     p.add_argument("--arm", help="decide every application on this experiment arm (default: its live arm)")
     p.add_argument("--out", default="backtest-out", help="folder for backtest.json and backtest.png")

@@ -1,11 +1,11 @@
-"""Taking one application to one durable decision: idempotency, the pipeline, the store.
+"""Taking one application to one durable decision: claim, gather, decide, store.
 
 Idempotency key: the application id. Fingerprint: SHA-256 of the validated request in canonical
 form, so a retry that re-serialises the same application (key order, whitespace, 30000 vs
 30000.0) is still "the same body".
 
 Three layers keep it to one decision per application id:
-1. a stored decision for the id is replayed (same fingerprint) or refused with 409;
+1. a stored decision for the id is replayed (same fingerprint) or refused (IdempotencyConflict);
 2. identical requests racing inside this process wait for the first one's answer (so an SMS
    code is verified once, not thirty times);
 3. across replicas, the store's UNIQUE constraint is the claim: a loser answers with the
@@ -20,19 +20,31 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
-from service import metrics
-from service.pipeline import DecisionContext, ListLookup, Pipeline
-from service.problems import ProblemError
+from service import __version__, metrics
+from service.decide import application_facts, decide
 from service.engine.ruleset import Ruleset
+from service.gather import Gatherer
 from service.schemas import DecisionRequest
+from service.stages.decision import Decision, Model
 from service.store.decisions import DecisionRecord, DecisionStore
 
 log = logging.getLogger("service.decisions")
+SLA = dt.timedelta(minutes=10)
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+class IdempotencyConflict(Exception):
+    """The application id was already decided on a different body."""
+
+    def __init__(self, application_id: str) -> None:
+        super().__init__(f"application_id '{application_id}' was already decided with a different body")
+        self.application_id = application_id
 
 
 def new_decision_id() -> str:
@@ -45,30 +57,56 @@ def new_decision_id() -> str:
     return "dec_" + "".join(reversed(chars))
 
 
-def observe(ctx: DecisionContext, record: DecisionRecord, decided_at: dt.datetime) -> None:
-    """Count a new decision: outcome, reasons, rule hits, shadow arms, the SLA clock."""
+def fingerprint(request: DecisionRequest) -> bytes:
+    return hashlib.sha256(request.model_dump_json().encode()).digest()
+
+
+def response(d: Decision, request: DecisionRequest, decision_id: str, received: float,
+             decided_at: dt.datetime) -> dict[str, Any]:
+    """The answer, as ../shared/API.md spells it."""
+    outcome = d.outcome.label
+    return {
+        "decision_id": decision_id,
+        "application_id": request.application_id,
+        "outcome": outcome,
+        "offer": d.offer if outcome == "approve" else None,
+        "reasons": d.reasons,
+        "score": d.score,
+        "versions": {"ruleset": d.ruleset.version, "model": d.score["model"] if d.score else None,
+                     "service": __version__},
+        "experiment": {"arm": d.arm.name},
+        "submitted_at": request.submitted_at,
+        "decided_at": decided_at,
+        "disburse_by": request.submitted_at + SLA,
+        "elapsed_ms": round((time.perf_counter() - received) * 1000, 3),
+    }
+
+
+def observe(d: Decision, record: DecisionRecord, decided_at: dt.datetime, submitted_at: dt.datetime) -> None:
+    """Count a new decision: stages, model, outcome, reasons, rule hits, shadow arms, the SLA clock."""
     product = record.product
     metrics.DECISIONS.labels(record.outcome, product, record.arm).inc()
-    for reason in ctx.reasons:
+    for reason in d.reasons:
         metrics.REASON_CODES.labels(reason["code"], reason["stage"]).inc()
-    for step in ctx.trace:
-        detail = step["detail"]
+    for step in d.trace:
+        stage, detail = step["stage"], step["detail"]
+        metrics.stage_timer(stage).observe(step["ms"] / 1000)
         for rule in detail.get("rules", ()):
             if rule["result"] != "pass":
-                metrics.RULE_HITS.labels(rule["id"], rule.get("action", "error"), step["stage"]).inc()
-        if step["stage"] == "strategy" and "matched" in detail:
+                metrics.RULE_HITS.labels(rule["id"], rule.get("action", "error"), stage).inc()
+        if stage == "strategy" and "matched" in detail:
             metrics.RULE_HITS.labels(detail["matched"], record.outcome, "strategy").inc()
-    for shadow in ctx.shadow:
+        if stage == "scoring" and "refused" in detail:
+            metrics.MODEL_REFUSED.labels(detail["name"]).inc()
+    for name, (score, _) in d.scores.items():  # the models that ran, shadow arms' included
+        metrics.MODEL_POINTS.labels(name).observe(score["points"])
+    for shadow in d.shadow:
         metrics.SHADOW_DECISIONS.labels(shadow["arm"], shadow["outcome"], product,
                                         "yes" if shadow["outcome"] == record.outcome else "no").inc()
-    elapsed = max(0.0, (decided_at - ctx.request.submitted_at).total_seconds())  # clocks may skew
+    elapsed = max(0.0, (decided_at - submitted_at).total_seconds())  # clocks may skew
     metrics.SLA_ELAPSED.labels(product).observe(elapsed)
     if elapsed > metrics.SLA_SECONDS:
         metrics.SLA_BREACHES.labels(product).inc()
-
-
-def fingerprint(request: DecisionRequest) -> bytes:
-    return hashlib.sha256(request.model_dump_json().encode()).digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,14 +116,17 @@ class Answer:
 
 
 class Decisions:
-    def __init__(self, pipeline: Pipeline, store: DecisionStore, deadline_s: float) -> None:
-        self.pipeline = pipeline
+    def __init__(self, gatherer: Gatherer, store: DecisionStore, models: Mapping[str, Model],
+                 deadline_s: float) -> None:
+        self.gatherer = gatherer
         self.store = store
+        self.models = models
         self.deadline_s = deadline_s
         self._inflight: dict[str, tuple[bytes, asyncio.Future[Answer]]] = {}
 
-    async def decide(self, request: DecisionRequest, ruleset: Ruleset, lists: ListLookup,
-                     received: float) -> Answer:
+    async def decide(self, request: DecisionRequest, ruleset: Ruleset, received: float) -> Answer:
+        """The decision for ``request``: a new one, or the one stored for its application id.
+        Raises IdempotencyConflict, or StoreUnavailable when it cannot be made durable."""
         key = request.application_id
         digest = fingerprint(request)
         running = self._inflight.get(key)
@@ -99,7 +140,7 @@ class Decisions:
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._inflight[key] = (digest, future)
         try:
-            answer = await self._decide_new(request, digest, ruleset, lists, received)
+            answer = await self._decide_new(request, digest, ruleset, received)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters re-raise it, nobody else must
@@ -113,30 +154,32 @@ class Decisions:
         return self._replay(answer.record, digest)
 
     async def _decide_new(self, request: DecisionRequest, digest: bytes, ruleset: Ruleset,
-                          lists: ListLookup, received: float) -> Answer:
-        ctx = self.pipeline.context(request, ruleset, lists, time.monotonic() + self.deadline_s)
-        await self.pipeline.run(ctx)
+                          received: float) -> Answer:
+        facts = application_facts(request, ruleset)
+        gathered = await self.gatherer.gather(request, facts, ruleset, time.monotonic() + self.deadline_s)
+        d = decide(facts, ruleset, models=self.models, lists=gathered.lists, shadows=True)
+        gathered.annotate(d.trace)
         decision_id = new_decision_id()
         decided_at = dt.datetime.now(dt.timezone.utc)
-        body = self.pipeline.response(ctx, decision_id, received, decided_at)
+        body = response(d, request, decision_id, received, decided_at)
         record = DecisionRecord(
             decision_id=decision_id, application_id=request.application_id, body_sha256=digest,
-            outcome=body["outcome"], product=request.product, arm=body["experiment"]["arm"],
+            outcome=body["outcome"], product=request.product, arm=d.arm.name,
             decided_at=decided_at.isoformat(), response=orjson.dumps(body),
-            trace=orjson.dumps(ctx.trace, default=str), shadow=orjson.dumps(ctx.shadow))
+            trace=orjson.dumps(d.trace, default=str), shadow=orjson.dumps(d.shadow))
         stored, created = await self.store.save(record)
         if created:
-            observe(ctx, record, decided_at)
+            observe(d, record, decided_at, request.submitted_at)
             # One line per decision: what was decided and why, on which versions, how fast. No
             # personal data: the application id is the bank's, never an ID number or phone.
             log.info("decision", extra={"fields": {
                 "decision_id": decision_id, "application_id": request.application_id,
                 "outcome": record.outcome, "product": record.product, "arm": record.arm,
-                "reasons": [r["code"] for r in ctx.reasons],
-                "versions": body["versions"], "grade": ctx.score["grade"] if ctx.score else None,
-                "shadow": {s["arm"]: s["outcome"] for s in ctx.shadow} or None,
+                "reasons": [r["code"] for r in d.reasons],
+                "versions": body["versions"], "grade": d.score["grade"] if d.score else None,
+                "shadow": {s["arm"]: s["outcome"] for s in d.shadow} or None,
                 "elapsed_ms": body["elapsed_ms"],
-                "stages_ms": {s["stage"]: s["ms"] for s in ctx.trace}}})
+                "stages_ms": {s["stage"]: s["ms"] for s in d.trace}}})
         return Answer(stored, replayed=not created)
 
     def _replay(self, stored: DecisionRecord, digest: bytes) -> Answer:
@@ -148,5 +191,4 @@ class Decisions:
     @staticmethod
     def _conflict(application_id: str) -> Answer:
         metrics.IDEMPOTENT_REPLAYS.labels("conflict").inc()
-        raise ProblemError(409, "idempotency-conflict",
-                           f"application_id '{application_id}' was already decided with a different body")
+        raise IdempotencyConflict(application_id)

@@ -7,6 +7,8 @@ per-application value.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 # Latency buckets placed at the objectives the alerts use (ops/prometheus/alerts.yml): 10 ms (the
@@ -31,6 +33,17 @@ STAGE_SECONDS = Histogram(
     "loan_stage_duration_seconds", "Time spent in each pipeline stage.", ["stage"],
     buckets=LATENCY_BUCKETS,
 )
+_STAGE_TIMERS: dict[str, Any] = {}
+
+
+def stage_timer(stage: str) -> Any:
+    """The stage's histogram child, looked up once (a stage name is one of six, never a client's)."""
+    timer = _STAGE_TIMERS.get(stage)
+    if timer is None:
+        timer = _STAGE_TIMERS[stage] = STAGE_SECONDS.labels(stage)
+    return timer
+
+
 DECISIONS = Counter(
     "loan_decisions_total", "Decisions made, by outcome, product and experiment arm.",
     ["outcome", "product", "arm"],

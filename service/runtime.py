@@ -1,4 +1,4 @@
-"""What a running worker holds: settings, the stores, the models, the active ruleset, the pipeline.
+"""What a running worker holds: settings, the stores, the models, the providers, the active ruleset.
 
 The active ruleset is one reference, swapped atomically on reload; a request takes it once at
 its start and runs to the end on it.
@@ -15,36 +15,18 @@ from service import __version__, metrics
 from service.config import Settings
 from service.decisions import Decisions
 from service.engine.ruleset import Ruleset, RulesetError, load_ruleset
-from service.engine.ruletests import run_rule_tests_sync
-from service.enrichment import EnrichmentStage, Source, VelocitySource, WhitelistSource
-from service.pipeline import Pipeline, RuleStage
+from service.ruletests import run_rule_tests
+from service.gather import Gatherer
 from service.scoring.model import OnnxModel, load_models
-from service.scoring.stage import ScoringStage
 from service.store.decisions import DecisionStore
 from service.store.keys import KeyedHash
 from service.store.lists import SqliteLists
 from service.store.velocity import SqliteVelocity
 from service.store.whitelist import SqliteWhitelist
-from service.strategy import StrategyStage
 from service.verification.breaker import BreakerPolicy, CircuitBreaker
 from service.verification.providers import HttpProvider, ProviderConfig
-from service.verification.stage import Provider, VerificationStage
 
 log = logging.getLogger("service.runtime")
-
-
-def build_pipeline(observe: bool = True, models: dict[str, OnnxModel] | None = None,
-                   sources: list[Source] | None = None,
-                   providers: dict[str, Provider] | None = None) -> Pipeline:
-    """The six stages. ``observe=False`` for offline runs (rule tests): no metrics."""
-    return Pipeline([
-        RuleStage("validation"),
-        VerificationStage(providers),
-        EnrichmentStage(sources),
-        RuleStage("fraud"),
-        ScoringStage(models, observe),
-        StrategyStage(),
-    ], __version__, observe)
 
 
 def build_providers(settings: Settings) -> dict[str, HttpProvider]:
@@ -61,7 +43,7 @@ def check_ruleset(directory: Path, models: set[str] | None = None) -> Ruleset:
     """Lint and compile ``directory`` (its model routes against ``models``), then run its own
     rule tests; RulesetError if anything fails."""
     ruleset = load_ruleset(directory, models)
-    report = run_rule_tests_sync(ruleset, build_pipeline(observe=False))
+    report = run_rule_tests(ruleset)
     if not report.passed:
         raise RulesetError([line for line in report.lines() if not line.startswith("ok")])
     return ruleset
@@ -72,7 +54,6 @@ class Runtime:
     settings: Settings
     store: DecisionStore
     models: dict[str, OnnxModel] = field(default_factory=dict)
-    pipeline: Pipeline = field(init=False)
     ruleset: Ruleset | None = None
     ruleset_errors: list[str] = field(default_factory=list)
     _reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -84,9 +65,8 @@ class Runtime:
         self.velocity = SqliteVelocity(settings.data_dir / "velocity.sqlite3", keyed)
         self.lists = SqliteLists(settings.data_dir / "lists.sqlite3", keyed)
         self.providers = build_providers(settings)
-        self.pipeline = build_pipeline(models=self.models, sources=[
-            WhitelistSource(self.whitelist), VelocitySource(self.velocity)], providers=self.providers)
-        self.decisions = Decisions(self.pipeline, self.store, settings.deadline_ms / 1000)
+        self.gatherer = Gatherer(self.providers, self.whitelist, self.velocity, self.lists)
+        self.decisions = Decisions(self.gatherer, self.store, self.models, settings.deadline_ms / 1000)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -119,6 +99,7 @@ class Runtime:
             await provider.aclose()
 
     def stop(self) -> None:
+        self.gatherer.close()
         self.store.close()
         self.velocity.close()
         self.lists.close()

@@ -7,7 +7,7 @@ from typing import Any
 
 from stdnum.cn import ric
 
-from service.engine.ruletests import merge
+from service.ruletests import merge
 
 CLIENT_KEY = "dev-client-key-change-me"
 ADMIN_KEY = "dev-admin-key-change-me"

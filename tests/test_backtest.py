@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import math
 import shutil
 import subprocess
 import sys
@@ -13,12 +12,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from service.backtest import Evaluator, PastApplication
+from offline.backtest import Evaluator, PastApplication
 from service.config import REPO_ROOT
 from service.engine.ruleset import load_ruleset
-from service.funnel import funnel, parse_time
-from service.pipeline import NoLists
-from service.runtime import build_pipeline
+from offline.funnel import funnel, parse_time
+from service.decide import application_facts, decide
 from service.scoring.model import load_models
 from tests.factories import application
 from tests.test_verification import simulator, verified  # noqa: F401 - fixtures
@@ -51,21 +49,18 @@ def test_batch_backtest_decides_exactly_as_the_live_pipeline(models):
     """Batch scoring and the synchronous stages give every application the outcome, reasons,
     grade and offer the pipeline gives it one at a time."""
     ruleset = load_ruleset(REPO_ROOT / "rules", set(models))
-    pipeline = build_pipeline(observe=False, models=models)
     apps = [PastApplication.model_validate_json(line) for line in GERMAN.read_bytes().splitlines()]
-    results = Evaluator(ruleset, models, pipeline).evaluate(apps)
+    results = Evaluator(ruleset, models).evaluate(apps)
     assert {r.outcome for r in results} == {"approve", "decline", "refer"}
 
-    async def one(app: PastApplication):
-        ctx = pipeline.context(app, ruleset, NoLists(), math.inf, app.stage_facts())
-        await pipeline.run(ctx)
-        return ctx
+    def one(app: PastApplication):
+        return decide(application_facts(app, ruleset) | app.stage_facts(), ruleset, models=models)
 
     for app, result in zip(apps, results):
-        ctx = asyncio.run(one(app))
-        assert (result.outcome, result.grade) == (ctx.outcome, ctx.score["grade"] if ctx.score else None)
+        ctx = one(app)
+        assert (result.outcome, result.grade) == (ctx.outcome.label, ctx.score["grade"] if ctx.score else None)
         assert result.reasons == tuple((r["code"], r["stage"]) for r in ctx.reasons)
-        assert result.amount == (ctx.offer["amount"] if ctx.outcome == "approve" else 0.0)
+        assert result.amount == (ctx.offer["amount"] if ctx.outcome.label == "approve" else 0.0)
         if ctx.score:
             assert result.pd == pytest.approx(ctx.score["pd"], abs=2e-6)
 
@@ -99,14 +94,14 @@ def test_unrecorded_checks_count_as_unavailable(models, tmp_path):
     del recorded["verification.face.status"]
     app = PastApplication.model_validate_json(orjson.dumps({**application(), "recorded": recorded}))
     ruleset = load_ruleset(REPO_ROOT / "rules", set(models))
-    (result,) = Evaluator(ruleset, models, build_pipeline(observe=False, models=models)).evaluate([app])
+    (result,) = Evaluator(ruleset, models).evaluate([app])
     assert ("VERIFICATION_UNAVAILABLE", "fraud") in result.reasons
 
 
 def test_recorded_list_entries_decide_like_the_live_lists(models):
     recorded = orjson.loads(GERMAN.read_bytes().splitlines()[0])["recorded"]
     ruleset = load_ruleset(REPO_ROOT / "rules", set(models))
-    evaluator = Evaluator(ruleset, models, build_pipeline(observe=False, models=models))
+    evaluator = Evaluator(ruleset, models)
     body = {**application("listed"), "recorded": recorded}
     clean, device, network, related = evaluator.evaluate([PastApplication.model_validate_json(orjson.dumps(b)) for b in (
         body, {**body, "lists": {"black_devices": ["dev-abc"]}},
@@ -191,7 +186,7 @@ def test_backtest_runs_each_application_on_its_arm_or_the_one_named(models, tmp_
     apps = [PastApplication.model_validate_json(line) for line in GERMAN.read_bytes().splitlines()]
 
     def run_on(arm):
-        evaluator = Evaluator(ruleset, models, build_pipeline(observe=False, models=models), arm)
+        evaluator = Evaluator(ruleset, models, arm)
         return {r.application_id: r for r in evaluator.evaluate(apps)}
 
     live, champion, trial = run_on(None), run_on("champion"), run_on("grade_d_small")
@@ -204,4 +199,4 @@ def test_backtest_runs_each_application_on_its_arm_or_the_one_named(models, tmp_
         expected = trial if ruleset.experiment.assign(i).name == "grade_d_small" else champion
         assert live[i].outcome == expected[i].outcome
     with pytest.raises(ValueError, match="no arm 'nope'"):
-        Evaluator(ruleset, models, build_pipeline(observe=False, models=models), "nope")
+        Evaluator(ruleset, models, "nope")

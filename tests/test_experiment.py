@@ -16,8 +16,8 @@ from service import metrics
 from service.api.app import create_app
 from service.config import REPO_ROOT, Settings
 from service.engine.ruleset import RulesetError, load_ruleset
-from service.engine.ruletests import run_rule_tests_sync
-from service.runtime import Runtime, build_pipeline
+from service.ruletests import run_rule_tests
+from service.runtime import Runtime
 from tests.factories import ADMIN, CLIENT, application
 
 MODELS = {"german_champion", "german_challenger"}
@@ -92,10 +92,10 @@ def test_bad_experiments_are_refused_with_file_and_line(tmp_path, arms, message)
 def test_a_row_an_arm_changes_needs_a_rule_test_on_that_arm(tmp_path):
     rules = experiment_rules(tmp_path)
     ruleset = load_ruleset(rules, MODELS)
-    report = run_rule_tests_sync(ruleset, build_pipeline(observe=False))
+    report = run_rule_tests(ruleset)
     assert report.uncovered == ["grade_d_small/approve_d_small"]
     add_arm_cases(rules)
-    report = run_rule_tests_sync(ruleset, build_pipeline(observe=False))
+    report = run_rule_tests(ruleset)
     assert report.passed, report.lines()
 
 

@@ -14,7 +14,7 @@ import pytest
 from service.config import REPO_ROOT
 from service.engine.ruleset import RulesetError, load_ruleset
 from service.store.keys import KeyedHash
-from service.store.lists import Change, EntryError, SqliteLists
+from service.store.lists import Change, EntryError, MemoryLists, SqliteLists
 
 from .factories import ADMIN, CLIENT, application, id_number
 
@@ -41,7 +41,7 @@ def test_exact_entries_are_matched_through_keyed_hashes(lists, tmp_path):
     assert add(lists, "phones", "13912345678") == 1 and lists.contains("phones", "13912345678")
     assert add(lists, "devices", "dev-evil") == 1 and lists.contains("devices", "dev-evil")
     assert not lists.contains("phones", number)  # another list, another namespace
-    assert lists.contains_any("ids", [None, id_number(seq="903"), number])
+    assert lists.memberships({"ids": [id_number(seq="903"), number]}) == {("ids", number)}
     assert not lists.contains("undeclared", number)
     raw = (tmp_path / "lists.sqlite3").read_bytes() + (tmp_path / "lists.sqlite3-wal").read_bytes()
     assert number.encode() not in raw and b"13912345678" not in raw
@@ -86,6 +86,45 @@ def test_lint_refuses_a_rule_reading_an_undeclared_list(tmp_path):
         load_ruleset(rules)
     message = str(error.value.errors[0])
     assert "fraud.yaml:" in message and "[BLACKLIST_PHONE]" in message and "'black_phone'" in message
+
+
+@pytest.mark.parametrize(("file", "old", "new", "message"), [
+    ("fraud.yaml", "in_list('black_phones', applicant.phone)", "in_list('black_phones', applicant.name)",
+     "holds phone entries: it can be asked about applicant.phone or related.phones"),
+    ("fraud.yaml", "in_list('black_phones', applicant.phone)", "in_list('black_phones', related.phones)",
+     "related.phones holds several values: use any_in_list('black_phones', related.phones)"),
+    ("validation.yaml", "when: not phone_valid(applicant.phone)",
+     "when: not phone_valid(applicant.phone) or in_list('black_phones', applicant.phone)",
+     "validation rules check the application's own fields; read lists in fraud rules"),
+])
+def test_lint_refuses_list_reads_gathering_cannot_answer(tmp_path, file, old, new, message):
+    """Gathering looks up the application's own identifiers on each list, by the list's kind; a
+    rule asking about anything else, or a validation rule (screened before the lists are read),
+    would get a wrong answer, so it does not load."""
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO_ROOT / "rules", rules)
+    path = rules / file
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new))
+    with pytest.raises(RulesetError) as error:
+        load_ruleset(rules)
+    assert any(message in str(e) and f"{file}:" in str(e) for e in error.value.errors), error.value.errors
+
+
+def test_rule_tests_and_backtests_match_list_entries_as_the_store_does(lists):
+    """One matching rule: an ID number entered with a lower-case x, a phone with spaces, an
+    address in a CIDR block are found alike in memory (rule tests, backtests) and in the store."""
+    number = id_number(seq="902")
+    assert number.endswith("X")
+    entries = {"ids": [number.lower()], "phones": [" 13912345678 "], "ips": ["203.0.113.0/24"]}
+    for name, values in entries.items():
+        for value in values:
+            add(lists, name, value)
+    memory = MemoryLists(lists.kinds, entries)
+    asked = {"ids": [number, id_number(seq="910")], "phones": ["13912345678", "13912345679"],
+             "ips": ["203.0.113.9", "198.51.100.1"]}
+    expected = {("ids", number), ("phones", "13912345678"), ("ips", "203.0.113.9")}
+    assert memory.memberships(asked) == lists.memberships(asked) == expected
 
 
 async def test_admin_api_adds_audits_and_the_rules_decline(client):

@@ -36,3 +36,15 @@ def test_bad_configuration_stops_start_up_naming_the_variable(env, needle):
                             text=True, env={"PATH": "/usr/bin:/bin", **env}, timeout=30, cwd=REPO_ROOT)
     assert result.returncode == 2
     assert needle in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_image_builds_every_package_the_project_installs():
+    """pyproject.toml installs service and offline (the CLI's backtest and reports): the image's
+    build stage must copy both, or `loan-decision backtest` fails only inside the container."""
+    import tomllib
+
+    include = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    for pattern in include:
+        package = pattern.rstrip("*")
+        assert f"COPY {package} ./{package}" in dockerfile, package

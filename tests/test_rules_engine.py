@@ -18,9 +18,8 @@ from service.config import REPO_ROOT
 from service.engine.expressions import ExpressionError, compile_expression
 from service.engine.facts import CATALOGUE, EMPTY
 from service.engine.ruleset import RulesetError, load_ruleset
-from service.engine.ruletests import run_rule_tests_sync
-from service.pipeline import NoLists
-from service.runtime import build_pipeline
+from service.ruletests import run_rule_tests
+from service.stages.decision import NoLists
 
 RULES = REPO_ROOT / "rules"
 
@@ -241,19 +240,15 @@ def test_a_rule_that_fails_at_run_time_is_an_error_and_refers(tmp_path):
     message: x
 """)
     ruleset = load_ruleset(rules)
-    pipeline = build_pipeline(observe=False)
+    from service.decide import application_facts, decide
     from service.schemas import DecisionRequest
     from tests.factories import application
 
-    import asyncio
-    import time
-
     request = DecisionRequest.model_validate(application(applicant={"dependents": 0}), strict=False)
-    ctx = pipeline.context(request, ruleset, NoLists(), time.monotonic() + 1)
-    asyncio.run(pipeline.run(ctx))
+    ctx = decide(application_facts(request, ruleset), ruleset)
     validation = ctx.trace[0]["detail"]["rules"]
     assert {"id": "INCOME_RATIO_BROKEN", "result": "error", "error": "ZeroDivisionError"} in validation
-    assert ctx.outcome == "refer"
+    assert ctx.outcome.label == "refer"
     assert {"code": "RULE_ERROR", "stage": "validation", "message": "Your application needs a manual review."} in ctx.reasons
 
 
@@ -274,7 +269,7 @@ def test_bundled_files_match_their_json_schema(yaml_file, schema):
 
 def test_bundled_rule_tests_pass_and_cover_every_rule():
     ruleset = load_ruleset(RULES)
-    report = run_rule_tests_sync(ruleset, build_pipeline(observe=False))
+    report = run_rule_tests(ruleset)
     assert not report.errors, report.errors
     assert not report.uncovered
     assert all(r.passed for r in report.results), [str(r) for r in report.results if not r.passed]
@@ -287,7 +282,7 @@ def test_rule_test_failures_and_gaps_are_reported(tmp_path):
     text = path.read_text().replace("expect: {outcome: decline, reasons: [FRAUD_EMULATOR]}",
                                     "expect: {outcome: approve}")
     path.write_text(text)
-    report = run_rule_tests_sync(load_ruleset(rules), build_pipeline(observe=False))
+    report = run_rule_tests(load_ruleset(rules))
     failed = [r for r in report.results if not r.passed]
     assert len(failed) == 1 and failed[0].name == "emulator"
     assert "outcome: expected approve, got decline" in failed[0].failures[0]

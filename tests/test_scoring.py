@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -14,14 +13,15 @@ import pytest
 from stdnum.cn import ric
 
 from service.config import REPO_ROOT, Settings
-from service.engine.functions import age_on
+from service.identifiers import age_on
 from service.engine.ruleset import RulesetError, load_ruleset
-from service.pipeline import NoLists
-from service.runtime import build_pipeline
-from service.scoring import german_credit
+from service.decide import application_facts
+from service.stages import scoring
+from service.stages.decision import NO_LISTS, Decision
+from offline import german_credit
 from service.scoring.features import Refused, SpecError, load_spec
 from service.scoring.model import ModelError, OnnxModel, load_model, load_models
-from service.scoring.training import feature_matrix, read_labelled
+from offline.training import feature_matrix, read_labelled
 
 from .conftest import LiveServer
 from .factories import CLIENT, application
@@ -83,19 +83,18 @@ def test_serving_reproduces_the_training_matrix_for_every_application(labelled, 
             return run(outputs, feeds)
 
     model = OnnxModel(champion.spec, Recording(), champion.version)  # type: ignore[arg-type]
-    pipeline = build_pipeline(observe=False, models={"german_champion": model})
-    stage = next(s for s in pipeline.stages if s.name == "scoring")
-    import asyncio
+    arm = ruleset.experiment.live[0]
 
-    async def score_all():
+    def score_all():
         scores = []
         for request in labelled.requests:
-            ctx = pipeline.context(request, ruleset, NoLists(), math.inf)
-            await stage.run(ctx)
-            scores.append(ctx.score["pd"])
+            d = Decision(application_facts(request, ruleset), ruleset, ruleset.products[request.product], arm,
+                         NO_LISTS, {"german_champion": model})
+            scoring.run(d)
+            scores.append(d.score["pd"])
         return scores
 
-    served_pds = asyncio.run(score_all())
+    served_pds = score_all()
     assert np.array_equal(np.vstack(fed), training)
     # one row at a time vs one batch: the same inputs, float32 sums in another order
     expected = [champion.result(float(p))["pd"] for p in champion.sample_pds(training)]
@@ -107,7 +106,7 @@ def _facts(**patch):
 
     request = DecisionRequest.model_validate(application(**patch), strict=False)
     ruleset = load_ruleset(RULES)
-    return build_pipeline(observe=False).context(request, ruleset, NoLists(), math.inf).facts
+    return application_facts(request, ruleset)
 
 
 def test_missing_inputs_are_imputed_categorised_or_refused(champion):
@@ -168,7 +167,7 @@ def test_recorded_metrics_belong_to_the_shipped_graph_and_meet_the_bar(name):
 @pytest.mark.parametrize("name", ["german_champion", "german_challenger"])
 def test_training_reproduces_the_shipped_model(tmp_path, name):
     pytest.importorskip("sklearn", reason="the train extra is part of the dev install")
-    from service.scoring.training import train
+    from offline.training import train
 
     folder = tmp_path / name
     folder.mkdir()
@@ -284,7 +283,7 @@ def test_settings_default_to_the_bundled_models():
 
 def test_quality_measures_on_known_cases():
     pytest.importorskip("sklearn", reason="the train extra is part of the dev install")
-    from service.scoring.training import fold_metrics, grade_table
+    from offline.training import fold_metrics, grade_table
 
     labels = np.array([0, 0, 0, 1, 1, 1])
     perfect = fold_metrics(labels, np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9]))

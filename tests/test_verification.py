@@ -239,3 +239,15 @@ def test_provider_settings_per_provider_and_their_errors(tmp_path):
     secrets.write_text("not json")
     with pytest.raises(ValueError, match="providers.json: expected a JSON object"):
         build_providers(settings)
+
+
+async def test_an_application_validation_declines_costs_no_provider_call(verified, simulator):
+    client, _ = verified
+    before = len(simulator.calls)
+    decision = await decide(client, "v-invalid", applicant={"phone": "12345"})  # PHONE_INVALID declines
+    assert decision["outcome"] == "decline" and "PHONE_INVALID" in codes(decision)
+    assert len(simulator.calls) == before  # no paid check, no SMS code consumed
+    assert next(s for s in decision["trace"] if s["stage"] == "verification")["detail"] == {
+        "skipped": "declined by validation"}
+    velocity = next(s for s in decision["trace"] if s["stage"] == "enrichment")["detail"]["sources"]["velocity"]
+    assert velocity["device_24h"] == 0  # still counted: velocity sees every application

@@ -31,7 +31,7 @@ from service import metrics
 from service.api.auth import KeyRing
 from service.api.decision_route import JSON, DecisionEndpoint, FastPath, read_body, require_json, require_size
 from service.config import Settings, parse_api_keys
-from service.problems import MEDIA_TYPE, ProblemError, from_validation_error, json_path, json_pointer
+from service.api.problems import MEDIA_TYPE, ProblemError, from_validation_error, json_path, json_pointer
 from service.runtime import Runtime
 from service.schemas import DecisionRequest, DecisionResponse, ListChange, Problem
 from service.store.decisions import StoreUnavailable

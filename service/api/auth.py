@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from service.problems import ProblemError
+from service.api.problems import ProblemError
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="loan-decision"'}
 

@@ -18,7 +18,8 @@ from pydantic import ValidationError
 
 from service import metrics
 from service.api.auth import KeyRing
-from service.problems import MEDIA_TYPE, ProblemError, from_validation_error
+from service.api.problems import MEDIA_TYPE, ProblemError, from_validation_error
+from service.decisions import IdempotencyConflict
 from service.runtime import Runtime
 from service.schemas import DecisionRequest
 from service.store.decisions import StoreUnavailable
@@ -64,6 +65,8 @@ class DecisionEndpoint:
             return await self._decide(authorization, content_type, query, body, received)
         except ProblemError as exc:
             return exc.status, exc.body(), MEDIA_TYPE, exc.headers
+        except IdempotencyConflict as exc:
+            problem = ProblemError(409, "idempotency-conflict", str(exc))
         except StoreUnavailable as exc:
             log.error("decision store unavailable", extra={"fields": {"error": str(exc)}})
             problem = ProblemError(503, "store-unavailable", "the decision could not be stored; retry with the same body")
@@ -87,7 +90,7 @@ class DecisionEndpoint:
         except ValidationError as exc:
             raise from_validation_error(exc) from None
         started = time.perf_counter()
-        decided = await runtime.decisions.decide(application, ruleset, runtime.lists, received)
+        decided = await runtime.decisions.decide(application, ruleset, received)
         if not decided.replayed:
             metrics.DECISION_SECONDS.observe(time.perf_counter() - started)
         record = decided.record

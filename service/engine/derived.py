@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.engine.functions import age_on, birth_date_from_id
+from service.identifiers import age_on, birth_date_from_id
 from service.engine.regions import km_from_province
 from service.schemas import DecisionRequest
 

@@ -52,7 +52,14 @@ class Compiled:
     type: str
     fields: frozenset[str]  # the fact paths the expression reads
     text: str
-    lists: frozenset[str] = frozenset()  # the list names it reads with in_list/any_in_list
+    # What it reads with in_list/any_in_list: (list name, the fact path given — None when the
+    # argument is not a plain field path —, True for any_in_list).
+    list_reads: frozenset[tuple[str, str | None, bool]] = frozenset()
+
+    @property
+    def lists(self) -> frozenset[str]:
+        """The list names it reads."""
+        return frozenset(read[0] for read in self.list_reads)
 
 
 @dataclass
@@ -60,7 +67,7 @@ class _Compiler:
     catalogue: dict[str, str]
     names: dict[str, Any] = field(default_factory=dict)
     fields: set[str] = field(default_factory=set)
-    lists: set[str] = field(default_factory=set)
+    list_reads: set[tuple[str, str | None, bool]] = field(default_factory=set)
     temps: int = 0
 
     # --- helpers --------------------------------------------------------------------------
@@ -278,7 +285,9 @@ class _Compiler:
             return ast.BoolOp(ast.And(), guards + [call]), BOOL
         if name in ("in_list", "any_in_list"):
             method = "contains" if name == "in_list" else "contains_any"
-            self.lists.add(args[0].value)
+            read = node.args[1]
+            path = self.path_of(read) if isinstance(read, (ast.Name, ast.Attribute)) else None
+            self.list_reads.add((args[0].value, path, name == "any_in_list"))
             return ast.Call(ast.Attribute(ast.Name("L", ast.Load()), method, ast.Load()), args, []), BOOL
         return ast.Call(self.bind(spec.fn), args, []), spec.returns
 
@@ -347,4 +356,4 @@ def compile_expression(text: Any, catalogue: dict[str, str], expect: str | None 
     # The code object was built from the checked AST above, never from rule text; it runs with
     # no builtins and sees only the bound constants and functions.
     fn = eval(code, {"__builtins__": {}, **compiler.names})  # noqa: S307
-    return Compiled(fn, kind, frozenset(compiler.fields), source, frozenset(compiler.lists))
+    return Compiled(fn, kind, frozenset(compiler.fields), source, frozenset(compiler.list_reads))

@@ -119,6 +119,7 @@ STAGE: dict[str, str] = {
     "verification.required": LIST,  # the checks the product requires
     "verification.failed": LIST,  # required checks that did not pass
     "verification.unavailable": LIST,  # required checks that errored
+    "enrichment.unavailable": LIST,  # the stores that failed while gathering: whitelist, velocity, lists
     "whitelist.listed": BOOL,
     "whitelist.limit": NUMBER,
     "whitelist.segment": STRING,
@@ -131,6 +132,16 @@ STAGE: dict[str, str] = {
     "score.pd": NUMBER,
     "score.points": NUMBER,
     "score.grade": STRING,
+}
+
+# The facts that hold each kind of identifier a list can hold: what in_list (a single value) and
+# any_in_list (a list) may read, and what gathering looks up on the bank's lists.
+LIST_SOURCES: dict[str, dict[str, bool]] = {  # kind → {fact path: holds a list}
+    "id_number": {"applicant.id_number": False, "related.id_numbers": True},
+    "phone": {"applicant.phone": False, "related.phones": True},
+    "device": {"device.device_id": False},
+    "ip": {"device.ip": False},
+    "uscc": {"business.uscc": False},
 }
 
 CATALOGUE: dict[str, str] = _catalogue(REQUEST_PLAN, {}) | DERIVED | PRODUCT | STAGE
@@ -166,3 +177,21 @@ def request_facts(request: DecisionRequest) -> dict[str, Any]:
     facts = EMPTY.copy()
     _fill(request, facts)
     return facts
+
+
+def list_candidates(facts: dict[str, Any], kinds: dict[str, str]) -> dict[str, list[str]]:
+    """For each declared list (name → kind), the application's identifiers of that kind."""
+    out: dict[str, list[str]] = {}
+    for name, kind in kinds.items():
+        values: list[str] = []
+        for path, many in LIST_SOURCES[kind].items():
+            value = facts[path]
+            if value is None:
+                continue
+            if many:
+                values.extend(value)
+            else:
+                values.append(value)
+        if values:
+            out[name] = values
+    return out

@@ -15,7 +15,7 @@ from typing import Any
 
 from service.engine.experiment import CHAMPION, Arm, Experiment
 from service.engine.expressions import Compiled, ExpressionError, compile_expression
-from service.engine.facts import BOOL, CATALOGUE, NUMBER, STRING
+from service.engine.facts import BOOL, CATALOGUE, LIST_SOURCES, NUMBER, STRING
 from service.engine.source import Located, Position, RuleError, load_yaml
 
 RULE_FILES = ("products.yaml", "lists.yaml", "validation.yaml", "fraud.yaml", "strategy.yaml")
@@ -316,14 +316,25 @@ class _Loader:
                                    self.text(spec, "description", name))
         return specs
 
-    def check_list_names(self, lists: dict[str, ListSpec], uses: list[tuple[Position, str, Compiled]]) -> None:
-        """Every in_list/any_in_list names a declared list."""
+    def check_list_reads(self, lists: dict[str, ListSpec], uses: list[tuple[Position, str, Compiled]]) -> None:
+        """Every in_list/any_in_list names a declared list and reads the application's own
+        identifiers of that list's kind (those are what gathering looks up)."""
         for position, rule_id, compiled in uses:
-            for name in sorted(compiled.lists):
-                if name not in lists:
+            for name, path, many in sorted(compiled.list_reads, key=str):
+                spec = lists.get(name)
+                if spec is None:
                     known = ", ".join(sorted(lists)) or "none"
                     self.error(position, f"list '{name}' is not declared in lists.yaml (declared: {known})",
                                rule_id)
+                    continue
+                sources = LIST_SOURCES[spec.kind]
+                if path not in sources:
+                    self.error(position, f"list '{name}' holds {spec.kind} entries: it can be asked about "
+                                         f"{' or '.join(sources)}", rule_id)
+                elif sources[path] != many:
+                    function = "any_in_list" if sources[path] else "in_list"
+                    self.error(position, f"{path} holds {'several values' if sources[path] else 'one value'}: "
+                                         f"use {function}('{name}', {path})", rule_id)
 
     # --- validation and fraud rules ---------------------------------------------------------
 
@@ -483,7 +494,11 @@ def load_ruleset(directory: Path, models: set[str] | None = None) -> Ruleset:
     arm_rows = [row for arm in experiment.live + experiment.shadows if arm.strategy.rows is not strategy.rows
                 for row in arm.strategy.rows]
     uses = [(r.position, r.id, r.when) for r in validation.rules + fraud.rules + strategy.rows + tuple(arm_rows)]
-    loader.check_list_names(lists, uses)
+    loader.check_list_reads(lists, uses)
+    for rule in validation.rules:
+        if rule.when.list_reads:  # gathering screens validation before the lists are looked up
+            loader.error(rule.position, "validation rules check the application's own fields; "
+                                        "read lists in fraud rules", rule.id)
     if loader.errors:
         raise RulesetError(loader.errors)
     return Ruleset(version_of(directory), directory, products, lists, validation, fraud, strategy, experiment)

@@ -1,8 +1,9 @@
 """Durable state: decisions (with idempotency), the whitelist, lists and velocity counters.
 
-The pipeline and the rules see the whitelist, lists and velocity only through the protocols
-below; the embedded SQLite implementations live beside them, and a networked one (PostgreSQL,
-Redis) for several replicas is another class with the same methods.
+Gathering (``service.gather``) sees the whitelist, lists and velocity only through the protocols
+below; the embedded SQLite implementations live beside them, and a networked one (PostgreSQL)
+for several replicas is another class with the same methods. Stores know nothing of the rule
+language, the stages or the API.
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ class Velocity(Protocol):
 
 
 class Lists(Protocol):
-    """What rules read (``in_list``) and what the admin API changes."""
+    """Which of an application's identifiers are on the named lists (what ``in_list`` reads)."""
 
     def contains(self, name: str, value: Any) -> bool: ...
 
-    def contains_any(self, name: str, values: Any) -> bool: ...
-
-    def declare(self, kinds: dict[str, str]) -> None: ...
+    def memberships(self, candidates: dict[str, list[str]]) -> frozenset[tuple[str, str]]:
+        """(list name, value) for each of ``candidates`` (list name → values) on its list."""

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import hmac
 
+from service.identifiers import normalise
+
 KEY_BYTES = 16
-
-
-def normalise(kind: str, value: str) -> str:
-    value = value.strip()
-    return value.upper() if kind in ("id_number", "uscc") else value
 
 
 class KeyedHash:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.engine.functions import id_number_valid, phone_valid, uscc_valid
+from service.identifiers import id_number_valid, normalise, phone_valid, uscc_valid
 from service.logs import mask_id_number, mask_phone
 from service.store.keys import KeyedHash
 from service.store.sqlite import connect
@@ -100,6 +100,43 @@ def parse_entry(kind: str, raw: Any) -> str | ipaddress.IPv4Network | ipaddress.
     return value.upper() if kind in ("id_number", "uscc") else value
 
 
+def memberships(lists: Any, candidates: dict[str, list[str]]) -> frozenset[tuple[str, str]]:
+    """Which of an application's identifiers (list name → values) are on which list."""
+    return frozenset((name, value) for name, values in candidates.items() for value in values
+                     if lists.contains(name, value))
+
+
+class MemoryLists:
+    """Lists held in memory — the entries a rule test or a backtest line gives — matched as the
+    SQLite store matches: identifiers normalised the same way, IP entries as networks."""
+
+    def __init__(self, kinds: dict[str, str], entries: dict[str, list[str]]) -> None:
+        self.kinds = kinds
+        self._values: dict[str, set[str]] = {}
+        self._networks: dict[str, list[ipaddress.IPv4Network | ipaddress.IPv6Network]] = {}
+        for name, raw in entries.items():
+            kind = kinds.get(name)
+            if kind == "ip":
+                self._networks[name] = [ipaddress.ip_network(str(v).strip(), strict=False) for v in raw]
+            elif kind is not None:
+                self._values[name] = {normalise(kind, str(v)) for v in raw}
+
+    def contains(self, name: str, value: Any) -> bool:
+        kind = self.kinds.get(name)
+        if kind is None or value is None:
+            return False
+        if kind != "ip":
+            return normalise(kind, str(value)) in self._values.get(name, ())
+        try:
+            address = ipaddress.ip_address(str(value))
+        except ValueError:
+            return False
+        return any(address in network for network in self._networks.get(name, ()))
+
+    def memberships(self, candidates: dict[str, list[str]]) -> frozenset[tuple[str, str]]:
+        return memberships(self, candidates)
+
+
 class SqliteLists:
     def __init__(self, path: Path, keyed: KeyedHash) -> None:
         self.path = path
@@ -127,7 +164,7 @@ class SqliteLists:
         self._data_version = None
         self._checked = -1.0
 
-    # --- what rules read (service.pipeline.ListLookup) -----------------------------------
+    # --- what gathering reads -----------------------------------------------------------
 
     def _refresh_filled(self) -> None:
         conn = self._conn
@@ -161,8 +198,8 @@ class SqliteLists:
                                      (name, self.keyed(kind, str(value)))).fetchone()
         return row is not None
 
-    def contains_any(self, name: str, values: Any) -> bool:
-        return any(self.contains(name, v) for v in values or ())
+    def memberships(self, candidates: dict[str, list[str]]) -> frozenset[tuple[str, str]]:
+        return memberships(self, candidates)
 
     # --- changes -------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from service.engine.functions import id_number_valid
+from service.identifiers import id_number_valid
 from service.store.keys import KEY_BYTES, KeyedHash
 
 ACTIVE = "ACTIVE"

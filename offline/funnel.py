@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from service.engine.functions import CHINA
+from service.identifiers import CHINA
 
 STAGES = ("validation", "verification", "enrichment", "fraud", "scoring", "strategy")
 TOP = 5

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from stdnum.cn import ric, uscc
 
-from service.engine.functions import CHINA
+from service.identifiers import CHINA
 from service.engine.regions import CAPITALS
 
 DM_TO_CNY = 5  # the one conversion factor for every amount
@@ -119,7 +119,7 @@ def _uscc(rng: random.Random) -> str:
 
 
 def recorded(app_id: str, amount: float) -> dict[str, Any]:
-    """The stage facts a backtest reads (service/backtest.py): these were granted loans, so the
+    """The stage facts a backtest reads (offline/backtest.py): these were granted loans, so the
     checks passed and the customer was pre-approved with a limit of about 1.5x the amount; each
     application comes from its own device (every velocity count 0)."""
     limit = min(200_000, max(5_000, math.ceil(amount * 1.5 / 1_000) * 1_000))

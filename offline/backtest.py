@@ -12,17 +12,14 @@ Input is JSON lines, each a ``POST /v1/decisions`` body plus two optional keys:
 - ``lists``: the entries that were on the bank's lists then and concern this application, by list
   name (``{"black_devices": ["dev-123"]}``; IP ranges as CIDR). Lists not given are empty.
 
-Every application runs through the same stages as live traffic, except that scoring is batched:
-all applications of a chunk that reach scoring are encoded, then scored in one onnxruntime run
-per model. Each application runs on the experiment arm it would be assigned live, unless an arm
-is named.
+Every application is decided by the same ``decide`` as live traffic, on the experiment arm it
+would be assigned live unless an arm is named.
 """
 
 from __future__ import annotations
 
 import gc
 import ipaddress
-import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
@@ -30,24 +27,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import numpy as np
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
-from service.engine.facts import BOOL, NUMBER, STAGE, STRING
+from service.decide import application_facts, decide
+from service.engine.facts import BOOL, NUMBER, STAGE, STRING, list_candidates
 from service.engine.ruleset import OUTCOMES, Ruleset
-from service.engine.ruletests import StaticLists
-from service.pipeline import DecisionContext, NoLists, Pipeline
 from service.schemas import DecisionRequest
-from service.scoring.features import Refused
 from service.scoring.model import OnnxModel
-from service.scoring.stage import ScoringStage
-from service.verification.stage import PASSED
+from service.stages.decision import NO_LISTS, ListLookup, Memberships
+from service.stages.verification import PASSED, UNRECORDED
+from service.store.lists import MemoryLists
 
 CHUNK = 4096
 RECORDABLE = {name: kind for name, kind in STAGE.items()
               if name.startswith(("whitelist.", "velocity.")) or name.count(".") == 2}
-UNRECORDED_CHECK = {"status": "error", "error": "not_recorded"}
 _TYPES: dict[str, Any] = {BOOL: bool, NUMBER: float, STRING: str}
 
 
@@ -81,7 +75,7 @@ class PastApplication(DecisionRequest):
         facts = dict(self.recorded or {})
         for check in PASSED:
             if facts.get(f"verification.{check}.status") is None:
-                facts.update({f"verification.{check}.{k}": v for k, v in UNRECORDED_CHECK.items()})
+                facts.update({f"verification.{check}.{k}": v for k, v in UNRECORDED.items()})
         return facts
 
 
@@ -124,81 +118,35 @@ def read(path: Path, errors: list[str], limit: int = 20) -> Iterator[list[PastAp
         yield chunk
 
 
-def _sync(coroutine: Any) -> Any:
-    """Run a stage coroutine that never waits (no provider, no store) without an event loop."""
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return done.value
-    coroutine.close()
-    raise RuntimeError("a stage waited for I/O in a backtest")
-
-
 class Evaluator:
     """One ruleset and its models over chunks of past applications."""
 
-    def __init__(self, ruleset: Ruleset, models: dict[str, OnnxModel], pipeline: Pipeline,
-                 arm: str | None = None) -> None:
+    def __init__(self, ruleset: Ruleset, models: dict[str, OnnxModel], arm: str | None = None) -> None:
         self.ruleset = ruleset
         self.models = models
-        self.pipeline = pipeline
         self.arm = ruleset.experiment.arm(arm) if arm else None
         if arm and self.arm is None:
             raise ValueError(f"ruleset {ruleset.version} has no arm {arm!r}")
-        names = [s.name for s in pipeline.stages]
-        self.scoring = next(s for s in pipeline.stages if isinstance(s, ScoringStage))
-        self.before = pipeline.stages[:names.index("scoring")]
-        self.after = pipeline.stages[names.index("scoring") + 1:]
 
     def evaluate(self, chunk: list[PastApplication]) -> list[Result]:
-        empty = NoLists()
-        contexts = [self.pipeline.context(app, self.ruleset, StaticLists(app.lists) if app.lists else empty,
-                                          math.inf, app.stage_facts(), self.arm)
-                    for app in chunk]
-        for ctx in contexts:
-            self._stages(ctx, self.before)
-        self._score(contexts)
-        for ctx in contexts:
-            self._stages(ctx, self.after)
-        return [self._result(app, ctx) for app, ctx in zip(chunk, contexts)]
+        return [self.one(app) for app in chunk]
 
-    @staticmethod
-    def _stages(ctx: DecisionContext, stages: list) -> None:
-        for stage in stages:
-            if stage.skip_reason(ctx) is None:
-                _sync(stage.run(ctx))
-
-    def _score(self, contexts: list[DecisionContext]) -> None:
-        """Encode every application that reaches scoring, then one graph run per model."""
-        batches: dict[str, tuple[list[DecisionContext], list[list[float]]]] = defaultdict(lambda: ([], []))
-        for ctx in contexts:
-            if self.scoring.skip_reason(ctx) is not None:
-                continue
-            name, _ = self.scoring.route(ctx)
-            model = self.models.get(name) if name else None
-            if model is None:
-                continue
-            try:
-                row, _ = model.spec.encode(ctx.facts, ctx.lists)
-            except Refused:
-                continue  # unscored: the strategy decides (the bundled one refers)
-            batch = batches[name]
-            batch[0].append(ctx)
-            batch[1].append(row)
-        for name, (members, rows) in batches.items():
-            model = self.models[name]
-            pds = model.sample_pds(np.array(rows, dtype=np.float32))
-            for ctx, sample_pd in zip(members, pds.tolist()):
-                ScoringStage.apply(ctx, model.result(sample_pd))
-
-    @staticmethod
-    def _result(app: PastApplication, ctx: DecisionContext) -> Result:
-        score, offer = ctx.score, ctx.offer
-        outcome = ctx.outcome
+    def one(self, app: PastApplication) -> Result:
+        ruleset = self.ruleset
+        facts = application_facts(app, ruleset)
+        facts.update(app.stage_facts())
+        d = decide(facts, ruleset, self.arm, models=self.models, lists=self._lists(app, facts))
+        score, offer, outcome = d.score, d.offer, d.outcome.label
         return Result(app.application_id, app.product, app.label, outcome,
-                      tuple((r["code"], r["stage"]) for r in ctx.reasons),
+                      tuple((r["code"], r["stage"]) for r in d.reasons),
                       score["grade"] if score else None, score["pd"] if score else None,
                       offer["amount"] if offer and outcome == "approve" else 0.0)
+
+    def _lists(self, app: PastApplication, facts: dict[str, Any]) -> ListLookup:
+        if not app.lists:
+            return NO_LISTS
+        kinds = self.ruleset.list_kinds
+        return Memberships(MemoryLists(kinds, app.lists).memberships(list_candidates(facts, kinds)))
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The risk team's rule tests: YAML cases run through the real pipeline, no Python needed.
+"""The risk team's rule tests: YAML cases run through the real ``decide``, no Python needed.
 
 ``rules/tests/fixtures.yaml`` names base applications (with the stage facts a live run would
 have produced: verification results, whitelist, score). Every other file in ``rules/tests/``
@@ -11,51 +11,23 @@ arm's decision table and model; a row an arm adds or changes needs a case on tha
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import copy
-import ipaddress
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from service.engine.facts import CATALOGUE
+from service.decide import application_facts, decide
+from service.engine.facts import CATALOGUE, list_candidates
 from service.engine.ruleset import Ruleset, display_path
 from service.engine.source import Located, Position, RuleError, load_yaml
-from service.pipeline import DecisionContext, Pipeline
 from service.schemas import DecisionRequest
+from service.stages.decision import Decision, Memberships
+from service.store.lists import MemoryLists
 
 CASE_KEYS = {"name", "base", "application", "facts", "lists", "expect", "arm"}
 EXPECT_KEYS = {"outcome", "reasons", "not_reasons", "flags", "strategy_row", "offer"}
-
-
-class StaticLists:
-    """Named lists given inline by a test case; entries with a '/' are IP networks."""
-
-    def __init__(self, lists: dict[str, list[str]]) -> None:
-        self.exact = {name: {str(v) for v in values if "/" not in str(v)} for name, values in lists.items()}
-        self.networks = {name: [ipaddress.ip_network(str(v), strict=False) for v in values if "/" in str(v)]
-                         for name, values in lists.items()}
-
-    def contains(self, name: str, value: Any) -> bool:
-        if value is None:
-            return False
-        if str(value) in self.exact.get(name, ()):
-            return True
-        networks = self.networks.get(name)
-        if not networks:
-            return False
-        try:
-            address = ipaddress.ip_address(str(value))
-        except ValueError:
-            return False
-        return any(address in net for net in networks)
-
-    def contains_any(self, name: str, values: Any) -> bool:
-        return any(self.contains(name, v) for v in values or ())
 
 
 def merge(base: Any, patch: Any) -> Any:
@@ -109,11 +81,12 @@ def _expect_list(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else list(value or [])
 
 
-def check(ctx: DecisionContext, expect: dict[str, Any]) -> list[str]:
+def check(d: Decision, expect: dict[str, Any]) -> list[str]:
     failures = []
-    codes = {r["code"] for r in ctx.reasons}
-    if "outcome" in expect and ctx.outcome != expect["outcome"]:
-        failures.append(f"outcome: expected {expect['outcome']}, got {ctx.outcome} (reasons: {sorted(codes) or 'none'})")
+    codes = {r["code"] for r in d.reasons}
+    outcome = d.outcome.label
+    if "outcome" in expect and outcome != expect["outcome"]:
+        failures.append(f"outcome: expected {expect['outcome']}, got {outcome} (reasons: {sorted(codes) or 'none'})")
     for code in _expect_list(expect.get("reasons")):
         if code not in codes:
             failures.append(f"reason {code} expected, got {sorted(codes) or 'none'}")
@@ -121,15 +94,15 @@ def check(ctx: DecisionContext, expect: dict[str, Any]) -> list[str]:
         if code in codes:
             failures.append(f"reason {code} not expected")
     for flag in _expect_list(expect.get("flags")):
-        if flag not in ctx.facts["flags"]:
-            failures.append(f"flag {flag} expected, got {ctx.facts['flags'] or 'none'}")
+        if flag not in d.facts["flags"]:
+            failures.append(f"flag {flag} expected, got {d.facts['flags'] or 'none'}")
     if "strategy_row" in expect:
-        strategy = next((s for s in ctx.trace if s["stage"] == "strategy"), {})
+        strategy = next((s for s in d.trace if s["stage"] == "strategy"), {})
         matched = strategy.get("detail", {}).get("matched")
         if matched != expect["strategy_row"]:
             failures.append(f"strategy row: expected {expect['strategy_row']}, got {matched}")
     for key, bounds in (expect.get("offer") or {}).items():
-        actual = (ctx.offer or {}).get(key)
+        actual = (d.offer or {}).get(key)
         if isinstance(bounds, dict):
             low, high = bounds.get("min", float("-inf")), bounds.get("max", float("inf"))
             if actual is None or not low <= actual <= high:
@@ -165,7 +138,8 @@ def rows_to_cover(ruleset: Ruleset) -> list[str]:
     return ids
 
 
-async def run_rule_tests(ruleset: Ruleset, pipeline: Pipeline, directory: Path | None = None) -> Report:
+def run_rule_tests(ruleset: Ruleset, directory: Path | None = None) -> Report:
+    """Run the cases in ``directory`` (default: the ruleset's own ``tests/``) through ``decide``."""
     directory = Path(directory or ruleset.directory) / "tests"
     report = Report()
     fixtures_doc, errors = load_yaml(directory / "fixtures.yaml", display_path(directory / "fixtures.yaml"))
@@ -187,7 +161,7 @@ async def run_rule_tests(ruleset: Ruleset, pipeline: Pipeline, directory: Path |
             report.errors.append(RuleError(Position(display_path(path), 1, 1), "a test file needs a 'cases' list"))
             continue
         for case in cases or []:
-            result = await _run_case(case, fixtures, ruleset, pipeline, path)
+            result = _run_case(case, fixtures, ruleset, path)
             if result is None:
                 continue
             if isinstance(result, RuleError):
@@ -199,8 +173,7 @@ async def run_rule_tests(ruleset: Ruleset, pipeline: Pipeline, directory: Path |
     return report
 
 
-async def _run_case(case: Any, fixtures: dict, ruleset: Ruleset, pipeline: Pipeline,
-                    path: Path) -> CaseResult | RuleError | None:
+def _run_case(case: Any, fixtures: dict, ruleset: Ruleset, path: Path) -> CaseResult | RuleError | None:
     if not isinstance(case, Located):
         return RuleError(Position(display_path(path), 1, 1), "each case must be a mapping")
     name = str(case.get("name", "unnamed case"))
@@ -231,13 +204,7 @@ async def _run_case(case: Any, fixtures: dict, ruleset: Ruleset, pipeline: Pipel
         if arm is None:
             names = [a.name for a in ruleset.experiment.live + ruleset.experiment.shadows]
             return RuleError(case.at("arm"), f"no arm {case['arm']!r} (arms: {', '.join(names)})", name)
-    ctx = pipeline.context(request, ruleset, StaticLists(lists), time.monotonic() + 5, recorded=facts, arm=arm)
-    await pipeline.run(ctx)
-    return CaseResult(name, case.position, check(ctx, expect))
-
-
-def run_rule_tests_sync(ruleset: Ruleset, pipeline: Pipeline) -> Report:
-    """Run the tests on a private event loop in a worker thread, so that callers inside a
-    running loop (service start-up, reload) can use it as well as the command line."""
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rule-tests") as pool:
-        return pool.submit(asyncio.run, run_rule_tests(ruleset, pipeline)).result()
+    facts = application_facts(request, ruleset) | facts
+    entries = MemoryLists(ruleset.list_kinds, lists)
+    d = decide(facts, ruleset, arm, lists=Memberships(entries.memberships(list_candidates(facts, ruleset.list_kinds))))
+    return CaseResult(name, case.position, check(d, expect))

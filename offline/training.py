@@ -15,7 +15,6 @@ each training fold; metrics are means over the 50 test folds.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from service.decide import application_facts
 from service.engine.ruleset import Ruleset, load_ruleset
-from service.pipeline import NoLists
 from service.schemas import DecisionRequest
 from service.scoring.features import FeatureSpec, Refused, load_spec
 from service.scoring.model import FEATURE_NAMES, INPUT, OUTPUT, load_model, session_options
@@ -65,15 +64,11 @@ def read_labelled(path: Path) -> Labelled:
 
 
 def feature_matrix(spec: FeatureSpec, requests: list[DecisionRequest], ruleset: Ruleset) -> np.ndarray:
-    """The encoded rows, through the serving path: Pipeline.context, then spec.encode."""
-    from service.runtime import build_pipeline
-
-    pipeline = build_pipeline(observe=False)
+    """The encoded rows, through the serving path: application_facts, then spec.encode."""
     rows, refused = [], []
     for request in requests:
-        ctx = pipeline.context(request, ruleset, NoLists(), math.inf)
         try:
-            rows.append(spec.encode(ctx.facts)[0])
+            rows.append(spec.encode(application_facts(request, ruleset))[0])
         except Refused as exc:
             refused.append(f"{request.application_id}: {exc}")
     if refused:
@@ -222,7 +217,7 @@ def train(folder: Path, data: Path | None, rules_dir: Path, cv: bool = True,
           log: Any = print) -> dict[str, Any]:
     """Fit ``folder``'s spec on ``data`` (default: the spec's own), write model.onnx and, with
     ``cv``, metrics.json and MODEL_CARD.md. Returns the metrics."""
-    from service.scoring.model_card import model_card
+    from offline.model_card import model_card
 
     spec = load_spec(folder / "features.yaml")
     data = Path(data or spec.data or "")
