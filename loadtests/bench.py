@@ -1,12 +1,19 @@
-"""Benchmark the decision endpoint over real HTTP on loopback, against a bare FastAPI endpoint.
+"""Benchmark the decision endpoint over real HTTP on loopback, beside its anchors, in one run.
 
-Two targets, each one uvicorn worker (uvloop, httptools) pinned to CPU 0, measured one after the
-other in the same run, driven from this process pinned to CPU 1:
+Each target is one uvicorn worker (uvloop, httptools) pinned to CPU 0, measured one after the
+other, driven from this process pinned to CPU 1:
 
 - ``bare``: ``loadtests/bare_app.py``, a FastAPI endpoint that returns a constant (the yardstick);
+- ``naive``: ``loadtests/naive_app.py``, a FastAPI route that validates the body and makes the
+  same three provider calls with aiohttp (what the service must beat while doing far more);
 - ``service``: ``loan-decision serve`` with the bundled rules and models, durable decisions
   (SQLite WAL, ``synchronous=FULL``), a whitelist of ``--customers`` pre-approved customers and
-  the provider simulator (on CPU 1) at ``--providers-latency-ms`` (default 0).
+  the provider simulator (on CPU 1) at ``--providers-latency-ms`` (default 0);
+- ``baseline`` (with ``--baseline DIR``): the service as another checkout has it (say, the
+  commit before an optimisation), set up the same way, for a before/after in one run.
+
+Besides throughput and latency, each fixed-rate run records the worker's CPU time per request,
+read from ``/proc/<pid>/stat`` (user + system, all threads), not derived from throughput.
 
 Every request is a distinct application of a distinct whitelisted customer (its own application
 id, ID number, phone, IP and device), verified, scored and approved: the whole pipeline and a
@@ -19,7 +26,8 @@ durable commit each time. For each target:
 Writes JSON (machine, date, every run) and a PNG of latency percentiles against offered load to
 loadtests/results/.
 
-    .venv/bin/python loadtests/bench.py [--rates 100,250,500,1000] [--seconds 10] [--connections 32] [--smoke]
+    .venv/bin/python loadtests/bench.py [--rates 100,250,500,1000] [--seconds 10] [--connections 32]
+        [--targets bare,naive,service] [--baseline DIR] [--smoke]
 """
 
 from __future__ import annotations
@@ -207,8 +215,8 @@ def pinned(cmd: list[str], cpu: int) -> list[str]:
     return ["taskset", "-c", str(cpu), *cmd] if (os.cpu_count() or 1) > 1 else cmd
 
 
-def start_server(cmd: list[str], port: int, env: dict, ready_path: str) -> subprocess.Popen:
-    proc = subprocess.Popen(pinned(cmd, 0), cwd=ROOT, env={**os.environ, **env})
+def start_server(cmd: list[str], port: int, env: dict, ready_path: str, root: Path = ROOT) -> subprocess.Popen:
+    proc = subprocess.Popen(pinned(cmd, 0), cwd=root, env={**os.environ, **env})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -228,13 +236,42 @@ def stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def measure(target: str, port: int, customers: Customers, args: argparse.Namespace) -> list[dict]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(target: str, port: int, pid: int, customers: Customers, args: argparse.Namespace) -> list[dict]:
     reqs = Requests(port, customers)
     asyncio.run(max_rate(target + " warm-up", reqs, port, min(2.0, args.seconds), args.connections))
-    runs = [asyncio.run(fixed_rate(target, reqs, port, float(r), args.seconds, args.connections))
-            for r in args.rates.split(",") if r]
+    runs = []
+    for rate in (float(r) for r in args.rates.split(",") if r):
+        before = cpu_seconds(pid)
+        run = asyncio.run(fixed_rate(target, reqs, port, rate, args.seconds, args.connections))
+        run["cpu_ms_per_request"] = round((cpu_seconds(pid) - before) * 1000 / max(1, run["requests"]), 3)
+        print(f"{target} at {rate:g}/s: {run['cpu_ms_per_request']} ms of worker CPU per request", flush=True)
+        runs.append(run)
     runs.append(asyncio.run(max_rate(target, reqs, port, args.seconds, args.connections)))
     return runs
+
+
+def measure_service(target: str, root: Path, sim_port: int, customers: Customers,
+                    args: argparse.Namespace) -> tuple[list[dict], float]:
+    """The service from checkout ``root``: a fresh data folder, the customers whitelisted."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data_dir:
+        env = {"LOAN_PORT": str(port), "LOAN_DATA_DIR": data_dir, "LOAN_LOG_LEVEL": "WARNING",
+               "LOAN_PROVIDERS_URL": f"http://127.0.0.1:{sim_port}", "LOAN_PROVIDER_KEY": "bench"}
+        subprocess.run([sys.executable, "-m", "service.cli", "whitelist", "import",
+                        str(customers.whitelist_csv(Path(data_dir) / "customers.csv"))],
+                       cwd=root, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
+        server = start_server([sys.executable, "-m", "service.cli", "serve"], port, env, "/readyz", root)
+        try:
+            runs = measure(target, port, server.pid, customers, args)
+            return runs, rss_mb(server.pid)
+        finally:
+            stop(server)
 
 
 def rss_mb(pid: int) -> float:
@@ -249,7 +286,8 @@ def main() -> None:
     parser.add_argument("--rates", default="100,250,500,1000")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--targets", default="bare,service", help="bare, service or both")
+    parser.add_argument("--targets", default="bare,naive,service", help="any of bare, naive, service")
+    parser.add_argument("--baseline", type=Path, help="another checkout of the service to measure too")
     parser.add_argument("--customers", type=int, default=100_000, help="whitelisted customers to cycle through")
     parser.add_argument("--providers-latency-ms", type=float, default=0.0,
                         help="the provider simulator's latency (it runs on CPU 1)")
@@ -270,40 +308,47 @@ def main() -> None:
     customers = Customers(args.customers)
     runs: list[dict] = []
     memory: dict[str, float] = {}
+    uvicorn = [sys.executable, "-m", "uvicorn", "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+               "--log-level", "warning"]
     if "bare" in targets:
         port = free_port()
-        server = start_server([sys.executable, "-m", "uvicorn", "loadtests.bare_app:app", "--port", str(port),
-                               "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-                               "--log-level", "warning"], port, {}, "/ping")
+        server = start_server(uvicorn + ["loadtests.bare_app:app", "--port", str(port)], port, {}, "/ping")
         try:
-            runs += measure("bare", port, customers, args)
+            runs += measure("bare", port, server.pid, customers, args)
         finally:
             stop(server)
-    OUTCOMES.clear()  # the bare app answers "approve" too
-    if "service" in targets:
-        sim_port, port = free_port(), free_port()
-        simulator = subprocess.Popen(pinned(
-            [sys.executable, "-m", "service.cli", "providers", "simulate", "--port", str(sim_port),
-             "--latency-ms", str(args.providers_latency_ms)], 1), cwd=ROOT, stdout=subprocess.DEVNULL)
-        with tempfile.TemporaryDirectory() as data_dir:
-            env = {"LOAN_PORT": str(port), "LOAN_DATA_DIR": data_dir, "LOAN_LOG_LEVEL": "WARNING",
-                   "LOAN_PROVIDERS_URL": f"http://127.0.0.1:{sim_port}", "LOAN_PROVIDER_KEY": "bench"}
-            subprocess.run([sys.executable, "-m", "service.cli", "whitelist", "import",
-                            str(customers.whitelist_csv(Path(data_dir) / "customers.csv"))],
-                           cwd=ROOT, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
-            server = start_server([sys.executable, "-m", "service.cli", "serve"], port, env, "/readyz")
+    sim_port = free_port()
+    simulator = subprocess.Popen(pinned(
+        [sys.executable, "-m", "service.cli", "providers", "simulate", "--port", str(sim_port),
+         "--latency-ms", str(args.providers_latency_ms)], 1), cwd=ROOT, stdout=subprocess.DEVNULL)
+    try:
+        if "naive" in targets:
+            port = free_port()
+            server = start_server(uvicorn + ["loadtests.naive_app:app", "--port", str(port)], port,
+                                  {"LOAN_PROVIDERS_URL": f"http://127.0.0.1:{sim_port}"}, "/ping")
             try:
-                runs += measure("service", port, customers, args)
-                memory["service_rss_mb"] = rss_mb(server.pid)
+                runs += measure("naive", port, server.pid, customers, args)
             finally:
                 stop(server)
-                stop(simulator)
+        OUTCOMES.clear()  # the anchors answer "approve" too
+        services = [("service", ROOT)] if "service" in targets else []
+        if args.baseline:
+            services.insert(0, ("baseline", args.baseline.resolve()))
+        for target, root in services:
+            target_runs, memory[f"{target}_rss_mb"] = measure_service(target, root, sim_port, customers, args)
+            runs += target_runs
+    finally:
+        stop(simulator)
     best = {t: max((r["throughput_per_s"] for r in runs if r["target"] == t and r["offered_rps"] is None),
-                   default=None) for t in ("bare", "service")}
+                   default=None) for t in ("bare", "naive", "baseline", "service")}
     ratio = round(best["service"] / best["bare"], 3) if best["bare"] and best["service"] else None
     if ratio is not None:
         print(f"service at maximum rate: {best['service']:,.0f}/s = {ratio:.1%} of bare FastAPI "
               f"({best['bare']:,.0f}/s)")
+    for anchor in ("naive", "baseline"):
+        if best[anchor] and best["service"]:
+            print(f"service vs {anchor}: {best['service']:,.0f}/s against {best[anchor]:,.0f}/s "
+                  f"({best['service'] / best[anchor]:.2f}×)")
     if args.smoke:
         failed = [r for r in runs if set(r["statuses"]) != {200}]
         assert runs and not failed, failed
@@ -314,9 +359,10 @@ def main() -> None:
                   "load": "this process pinned to CPU 1", "durability": "SQLite WAL synchronous=FULL, group commit",
                   "customers": args.customers, "seconds": args.seconds, "connections": args.connections},
         "max_rate": best, "service_share_of_bare": ratio, "service_outcomes": OUTCOMES, **memory,
+        "baseline": str(args.baseline) if args.baseline else None,
         "runs": runs})
     try:
-        from service.charts import ChartUnavailable, latency_chart
+        from offline.charts import ChartUnavailable, latency_chart
 
         box = machine()
         latency_chart(runs, out.with_suffix(".png"),

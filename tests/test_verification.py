@@ -173,9 +173,8 @@ async def test_no_connection_leaks_under_a_burst_of_failures(verified, simulator
         simulator.set(provider)
     await asyncio.gather(*(decide(client, f"v-after-{n}") for n in range(40)))
     for provider in runtime.providers.values():
-        connector = provider.session.connector  # aiohttp's pool: connections in use and idle
-        idle = sum(len(conns) for conns in connector._conns.values())
-        assert not connector._acquired, provider.name  # every connection came back
+        open_, idle, waiting = provider.pool.stats()
+        assert open_ == idle and not waiting, provider.name  # every connection came back
         assert idle <= provider.config.concurrency
 
 
@@ -251,3 +250,73 @@ async def test_an_application_validation_declines_costs_no_provider_call(verifie
         "skipped": "declined by validation"}
     velocity = next(s for s in decision["trace"] if s["stage"] == "enrichment")["detail"]["sources"]["velocity"]
     assert velocity["device_24h"] == 0  # still counted: velocity sees every application
+
+
+# --- the keep-alive connection pool under the adapters ------------------------------------------
+
+async def test_the_pool_keeps_to_its_limit_and_gives_every_slot_back(simulator):
+    from service.verification.http import ConnectionPool
+
+    pool = ConnectionPool(simulator.url, {"Authorization": "Bearer t"}, limit=2)
+    line = pool.request_line("/sms/v1/verify")
+    simulator.set("sms", latency_ms=30)
+    peak = 0
+
+    async def one(n: int) -> int:
+        nonlocal peak
+        task = asyncio.ensure_future(pool.post(line, b'{"request_id": "r%d", "code": "1", "phone": "1"}' % n))
+        await asyncio.sleep(0.005)
+        peak = max(peak, pool.stats()[0])
+        status, _ = await task
+        return status
+
+    assert await asyncio.gather(*(one(n) for n in range(10))) == [200] * 10
+    assert peak == 2 and pool.stats() == (2, 2, 0)
+    simulator.set("sms", failure="hang", failure_rate=1.0)  # both connections stuck, a third waits
+    calls = [asyncio.ensure_future(pool.post(line, b'{"code": "1"}')) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    assert pool.stats() == (2, 0, 1)
+    for call in calls:
+        call.cancel()  # what a deadline does
+    await asyncio.gather(*calls, return_exceptions=True)
+    assert pool.stats() == (0, 0, 0)  # interrupted connections are closed, never reused
+    simulator.set("sms")
+    assert (await pool.post(line, b'{"code": "1"}'))[0] == 200
+    await pool.close()
+
+
+async def test_the_pool_replaces_a_connection_the_provider_closed_and_names_what_failed():
+    from service.verification.http import ConnectionPool, Disconnected, Unreachable
+
+    async def answer_once_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(2)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()  # an idle timeout on the provider's side
+
+    server = await asyncio.start_server(answer_once_then_close, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pool = ConnectionPool(f"http://127.0.0.1:{port}/base", {}, limit=4)
+    line = pool.request_line("/x")
+    assert line == b"POST /base/x HTTP/1.1\r\n"
+    for _ in range(3):
+        assert await pool.post(line, b"{}") == (200, b"ok")
+        await asyncio.sleep(0.02)  # the close arrives while the connection is idle
+    server.close()
+    await server.wait_closed()
+    with pytest.raises(Unreachable):
+        await pool.post(line, b"{}")
+    assert pool.stats() == (0, 0, 0)
+
+    async def close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    server = await asyncio.start_server(close_at_once, "127.0.0.1", port)
+    with pytest.raises(Disconnected):
+        await pool.post(line, b"{}")
+    server.close()
+    await server.wait_closed()
+    with pytest.raises(ValueError):
+        ConnectionPool("ftp://example.org", {})

@@ -1,10 +1,9 @@
 """HTTP adapters for the identity, face and SMS providers.
 
-One pooled keep-alive ``aiohttp.ClientSession`` per provider, capped at ``concurrency``
-connections. Not httpx, which the issue named: measured here against the simulator at 50 ms,
-httpx cost 2.6 ms of CPU per call against aiohttp's 0.95 ms, three concurrent calls took
-56.5 ms against 52.5 ms, and httpcore's pool scans every connection for each queued request
-(encode/httpx#3215): one 32-connection client ran at 110 calls/s.
+One pool of keep-alive connections per provider (``service.verification.http``: asyncio and
+httptools), capped at ``concurrency`` connections. Not httpx (2.6 ms of CPU per call here, and a
+pool that scans every connection for each queued request, encode/httpx#3215), nor aiohttp any
+more (about three times this client's CPU per call): ``loadtests/RESULTS.md`` has the figures.
 
 Every call is bounded by what is left of the decision's deadline (waiting for a connection
 included); a failed call is retried only if it is safe — the request never left (connection
@@ -28,12 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 
 from service import metrics
 from service.schemas import DecisionRequest
 from service.verification.breaker import CircuitBreaker
+from service.verification.http import BadResponse, ConnectionPool, Disconnected, Unreachable
 
 log = logging.getLogger("service.verification")
 
@@ -117,25 +116,16 @@ class HttpProvider:
         self.api = APIS[config.name]
         self.breaker = breaker
         self._rng = rng or random.Random()
-        self.session: aiohttp.ClientSession | None = None  # made in the running loop, on first use
-
-    def _session(self) -> aiohttp.ClientSession:
-        if self.session is None:
-            self.session = aiohttp.ClientSession(
-                base_url=self.config.url + "/", headers={"Authorization": f"Bearer {self.config.credential}"},
-                connector=aiohttp.TCPConnector(limit=self.config.concurrency, keepalive_timeout=30),
-                timeout=aiohttp.ClientTimeout(total=None),  # the deadline below bounds every call
-                json_serialize=lambda obj: orjson.dumps(obj).decode(), raise_for_status=False)
-        return self.session
+        self.pool = ConnectionPool(config.url, {"Authorization": f"Bearer {config.credential}"},
+                                   config.concurrency)
+        self._request_line = self.pool.request_line(self.api.path)
 
     async def aclose(self) -> None:
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
+        await self.pool.close()
 
     async def check(self, request: DecisionRequest, budget_s: float) -> dict[str, Any]:
         deadline = time.monotonic() + budget_s
-        payload = self.api.payload(request)
+        payload = orjson.dumps(self.api.payload(request))
         attempt = 0
         while True:
             if not self.breaker.allow():
@@ -152,7 +142,7 @@ class HttpProvider:
                 return {"status": "error", "error": kind}
             await asyncio.sleep(backoff)
 
-    async def _attempt(self, payload: dict[str, Any], deadline: float) -> dict[str, Any]:
+    async def _attempt(self, payload: bytes, deadline: float) -> dict[str, Any]:
         started = time.monotonic()
         kind, safe, result = "ok", False, None
         try:
@@ -160,14 +150,13 @@ class HttpProvider:
             if remaining <= 0:
                 raise TimeoutError
             async with asyncio.timeout(min(remaining, self.config.timeout_s)):
-                async with self._session().post(self.api.path.lstrip("/"), json=payload) as response:
-                    body = await response.read()
-            result, kind, safe = self._read(response.status, body)
+                status, body = await self.pool.post(self._request_line, payload)
+            result, kind, safe = self._read(status, body)
         except TimeoutError:  # it may have reached the provider
             kind, safe = "timeout", self.api.idempotent
-        except aiohttp.ClientConnectorError:  # never reached it
+        except Unreachable:  # never reached it
             kind, safe = "unavailable", True
-        except aiohttp.ClientError:  # reset, broken protocol: it may have been processed
+        except (Disconnected, BadResponse):  # reset, broken protocol: it may have been processed
             kind, safe = "unavailable", self.api.idempotent
         elapsed = time.monotonic() - started
         metrics.PROVIDER_SECONDS.labels(self.name).observe(elapsed)
