@@ -193,11 +193,9 @@ async def test_unknown_route_is_a_problem(client):
 
 async def test_the_fast_path_and_the_declared_route_answer_alike(settings, runtime):
     """POST /v1/decisions is served by a pure ASGI handler; the FastAPI route of the same path
-    (reached by an app built without that middleware) gives the same answers."""
-    from service.api.decision_route import FastPath
-
+    (reached by an app built without that fast path) gives the same answers."""
     app, plain = create_app(settings, runtime), create_app(settings, runtime)
-    plain.user_middleware = [m for m in plain.user_middleware if m.cls is not FastPath]
+    plain.fast_path = None
     fast = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
     routed = httpx.AsyncClient(transport=httpx.ASGITransport(app=plain), base_url="http://t")
     body = orjson.dumps(application("app-both"))
@@ -212,3 +210,16 @@ async def test_the_fast_path_and_the_declared_route_answer_alike(settings, runti
                    (b.status_code, b.headers["content-type"], b.content), query
             statuses.append(a.status_code)
     assert statuses == [200, 422, 422, 401, 415, 200, 200]
+
+
+async def test_fast_path_answers_are_counted_by_route_and_status(client):
+    from prometheus_client import REGISTRY
+
+    def count(status: str) -> float:
+        return REGISTRY.get_sample_value("loan_http_requests_total", {
+            "route": "/v1/decisions", "method": "POST", "status": status}) or 0.0
+
+    ok, unsupported = count("200"), count("415")
+    await post(client, application("app-counted"))
+    await client.post("/v1/decisions", content=b"x", headers={**CLIENT, "Content-Type": "text/plain"})
+    assert (count("200"), count("415")) == (ok + 1, unsupported + 1)

@@ -158,3 +158,37 @@ async def test_a_failing_store_refers_and_never_500s(client, runtime):
     body = resp.json()
     assert body["outcome"] == "refer" and "DATA_UNAVAILABLE" in [r["code"] for r in body["reasons"]]
     assert (await client.get("/readyz")).status_code == 503
+
+
+async def test_a_store_slower_than_the_deadline_refers_within_it(tmp_path):
+    """A velocity transaction waiting on another process's lock never holds a decision past its
+    deadline (nor blocks the event loop): the decision refers in time."""
+    import time
+
+    import httpx
+
+    from service.api.app import create_app
+    from service.config import Settings
+    from service.runtime import Runtime
+
+    settings = Settings(data_dir=tmp_path / "data", deadline_ms=300)
+    runtime = Runtime.from_settings(settings)
+    runtime.start()
+    slow = runtime.velocity.count_and_record_many
+
+    def stuck(applications):
+        time.sleep(1.0)
+        return slow(applications)
+
+    runtime.velocity.count_and_record_many = stuck  # type: ignore[method-assign]
+    transport = httpx.ASGITransport(app=create_app(settings, runtime))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            started = time.monotonic()
+            resp = await client.post("/v1/decisions?explain=true", json=application("vel-slow"), headers=CLIENT)
+            elapsed = time.monotonic() - started
+        assert resp.status_code == 200 and elapsed < 0.8, elapsed
+        body = resp.json()
+        assert body["outcome"] == "refer" and "DATA_UNAVAILABLE" in [r["code"] for r in body["reasons"]]
+    finally:
+        runtime.stop()

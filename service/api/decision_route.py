@@ -1,10 +1,10 @@
 """POST /v1/decisions as a pure ASGI handler: the hot path, kept off FastAPI's request machinery.
 
-FastAPI's routing, dependency solving, query-parameter models and exception middleware cost
-about a tenth of a decision's CPU at full load (py-spy, loadtests/RESULTS.md). This handler
-reads the headers, the query string and the body straight from the ASGI messages and answers
-with the same problem+json errors. The FastAPI route of the same path stays for the OpenAPI
-document and answers with this handler's ``answer`` too, so both give identical responses.
+FastAPI's routing, dependency solving, query-parameter models, exception and telemetry
+middleware cost a tenth of a decision's CPU at full load (py-spy, loadtests/RESULTS.md). This
+handler reads the headers, the query string and the body straight from the ASGI messages and
+answers with the same problem+json errors. The FastAPI route of the same path stays for the
+OpenAPI document and answers with this handler's ``answer`` too, so both give identical responses.
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ class DecisionEndpoint:
         record = decided.record
         return 200, record.with_trace() if explain else record.response, JSON, {}
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> int:
+        """Answer one request; returns its status (for the request counter)."""
         received = time.perf_counter()
         authorization, content_type, declared = None, "", None
         for name, value in scope["headers"]:
@@ -113,6 +114,7 @@ class DecisionEndpoint:
         raw_headers += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})
         await send({"type": "http.response.body", "body": content})
+        return status
 
 
 def require_json(content_type: str) -> None:
@@ -147,20 +149,24 @@ async def read_body(receive: Any, declared: str | None) -> bytes:
 
 
 class FastPath:
-    """ASGI middleware: POST /v1/decisions goes straight to the endpoint; all else to FastAPI."""
+    """The outermost ASGI layer: POST /v1/decisions goes straight to the endpoint, past every
+    Starlette and FastAPI middleware (FastAPI's own telemetry included), and is counted here
+    like every other request; everything else goes to the FastAPI app."""
 
-    def __init__(self, app: Any, endpoint: DecisionEndpoint, routes: list) -> None:
+    def __init__(self, app: Any, endpoint: DecisionEndpoint) -> None:
         self.app = app
         self.endpoint = endpoint
-        self.routes = routes  # the app's routes (filled in after the middleware is added)
-        self.route: Any = None  # the FastAPI route of the same path, for the metrics label
+        self._counters: dict[int, Any] = {}  # status → its request counter, looked up once
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "POST":
-            if self.route is None:
-                self.route = next(r for r in self.routes if getattr(r, "path", None) == PATH
-                                  and "POST" in getattr(r, "methods", ()))
-            scope["route"] = self.route
-            await self.endpoint(scope, receive, send)
+            status = 500
+            try:
+                status = await self.endpoint(scope, receive, send)
+            finally:
+                counter = self._counters.get(status)
+                if counter is None:
+                    counter = self._counters[status] = metrics.HTTP_REQUESTS.labels(PATH, "POST", str(status))
+                counter.inc()
         else:
             await self.app(scope, receive, send)

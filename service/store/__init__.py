@@ -20,9 +20,10 @@ class Whitelist(Protocol):
 
 
 class Velocity(Protocol):
-    def count_and_record(self, application_id: str, identifiers: dict[str, str | None]
-                         ) -> dict[str, int | None]:
-        """``velocity.<kind>_<window>`` counts of earlier applications; records this one."""
+    def count_and_record_many(self, applications: list[tuple[str, dict[str, str | None]]]
+                              ) -> list[dict[str, int | None]]:
+        """For each (application id, identifiers by kind), in order: ``velocity.<kind>_<window>``
+        counts of earlier applications; records it."""
 
 
 class Lists(Protocol):

@@ -82,25 +82,24 @@ class SqliteVelocity:
 
         ``identifiers`` maps a kind (device, phone, id, ip) to its value; a missing value gives
         null counts for that kind."""
-        keys = {kind: self.keyed(f"velocity_{kind}", value) for kind, value in identifiers.items()
-                if value is not None}
-        counts: dict[str, int | None] = dict.fromkeys(NAMES)
+        return self.count_and_record_many([(application_id, identifiers)])[0]
+
+    def count_and_record_many(self, applications: list[tuple[str, dict[str, str | None]]]
+                              ) -> list[dict[str, int | None]]:
+        """``count_and_record`` for several applications in one transaction, in their order:
+        each sees the ones before it, exactly as if they had come one by one."""
         conn = self._conn
         assert conn is not None, "velocity store not open"
+        out = []
         with self._lock:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 now = self.clock()  # read under the write lock: events are ordered as serialised
                 bounds = [now - seconds for seconds in WINDOWS.values()]
-                for kind, key in keys.items():
-                    *row, prior = conn.execute(COUNT, (key, *bounds, application_id)).fetchone()
-                    for window, bound, count in zip(WINDOWS, bounds, row):
-                        itself = prior is not None and prior > bound  # a retry of this one
-                        counts[f"velocity.{kind}_{window}"] = min(count - itself, CAP)
-                    if prior is None:
-                        conn.execute(RECORD, (key, now, application_id))
-                self._calls += 1
-                if self._calls % SWEEP_EVERY == 0:
+                for application_id, identifiers in applications:
+                    out.append(self._count_and_record(conn, now, bounds, application_id, identifiers))
+                self._calls += len(applications)
+                if self._calls // SWEEP_EVERY != (self._calls - len(applications)) // SWEEP_EVERY:
                     step = self._calls // SWEEP_EVERY % SLICES
                     high = bytes([step + 1]) if step + 1 < SLICES else b"\xff" * 17
                     conn.execute(SWEEP, (bytes([step]), high, now - LONGEST))
@@ -108,6 +107,21 @@ class SqliteVelocity:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+        return out
+
+    def _count_and_record(self, conn: sqlite3.Connection, now: float, bounds: list[float],
+                          application_id: str, identifiers: dict[str, str | None]) -> dict[str, int | None]:
+        counts: dict[str, int | None] = dict.fromkeys(NAMES)
+        for kind, value in identifiers.items():
+            if value is None:
+                continue
+            key = self.keyed(f"velocity_{kind}", value)
+            *row, prior = conn.execute(COUNT, (key, *bounds, application_id)).fetchone()
+            for window, bound, count in zip(WINDOWS, bounds, row):
+                itself = prior is not None and prior > bound  # a retry of this one
+                counts[f"velocity.{kind}_{window}"] = min(count - itself, CAP)
+            if prior is None:
+                conn.execute(RECORD, (key, now, application_id))
         return counts
 
     def healthy(self) -> bool:
