@@ -83,30 +83,32 @@ def response(d: Decision, request: DecisionRequest, decision_id: str, received: 
 
 
 def observe(d: Decision, record: DecisionRecord, decided_at: dt.datetime, submitted_at: dt.datetime) -> None:
-    """Count a new decision: stages, model, outcome, reasons, rule hits, shadow arms, the SLA clock."""
-    product = record.product
-    metrics.DECISIONS.labels(record.outcome, product, record.arm).inc()
+    """Count a new decision: stages, model, outcome, reasons, rule hits, shadow arms, the SLA clock.
+    The product label is a code from products.yaml or ``unknown``, never what a client sent."""
+    child = metrics.child
+    product = d.product.code if d.product is not None else "unknown"
+    child(metrics.DECISIONS, record.outcome, product, record.arm).inc()
     for reason in d.reasons:
-        metrics.REASON_CODES.labels(reason["code"], reason["stage"]).inc()
+        child(metrics.REASON_CODES, reason["code"], reason["stage"]).inc()
     for step in d.trace:
         stage, detail = step["stage"], step["detail"]
-        metrics.stage_timer(stage).observe(step["ms"] / 1000)
+        child(metrics.STAGE_SECONDS, stage).observe(step["ms"] / 1000)
         for rule in detail.get("rules", ()):
             if rule["result"] != "pass":
-                metrics.RULE_HITS.labels(rule["id"], rule.get("action", "error"), stage).inc()
+                child(metrics.RULE_HITS, rule["id"], rule.get("action", "error"), stage).inc()
         if stage == "strategy" and "matched" in detail:
-            metrics.RULE_HITS.labels(detail["matched"], record.outcome, "strategy").inc()
+            child(metrics.RULE_HITS, detail["matched"], record.outcome, "strategy").inc()
         if stage == "scoring" and "refused" in detail:
-            metrics.MODEL_REFUSED.labels(detail["name"]).inc()
+            child(metrics.MODEL_REFUSED, detail["name"]).inc()
     for name, (score, _) in d.scores.items():  # the models that ran, shadow arms' included
-        metrics.MODEL_POINTS.labels(name).observe(score["points"])
+        child(metrics.MODEL_POINTS, name).observe(score["points"])
     for shadow in d.shadow:
-        metrics.SHADOW_DECISIONS.labels(shadow["arm"], shadow["outcome"], product,
-                                        "yes" if shadow["outcome"] == record.outcome else "no").inc()
+        child(metrics.SHADOW_DECISIONS, shadow["arm"], shadow["outcome"], product,
+              "yes" if shadow["outcome"] == record.outcome else "no").inc()
     elapsed = max(0.0, (decided_at - submitted_at).total_seconds())  # clocks may skew
-    metrics.SLA_ELAPSED.labels(product).observe(elapsed)
+    child(metrics.SLA_ELAPSED, product).observe(elapsed)
     if elapsed > metrics.SLA_SECONDS:
-        metrics.SLA_BREACHES.labels(product).inc()
+        child(metrics.SLA_BREACHES, product).inc()
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,17 +33,6 @@ STAGE_SECONDS = Histogram(
     "loan_stage_duration_seconds", "Time spent in each pipeline stage.", ["stage"],
     buckets=LATENCY_BUCKETS,
 )
-_STAGE_TIMERS: dict[str, Any] = {}
-
-
-def stage_timer(stage: str) -> Any:
-    """The stage's histogram child, looked up once (a stage name is one of six, never a client's)."""
-    timer = _STAGE_TIMERS.get(stage)
-    if timer is None:
-        timer = _STAGE_TIMERS[stage] = STAGE_SECONDS.labels(stage)
-    return timer
-
-
 DECISIONS = Counter(
     "loan_decisions_total", "Decisions made, by outcome, product and experiment arm.",
     ["outcome", "product", "arm"],
@@ -112,3 +101,16 @@ BREAKER_TRANSITIONS = Counter(
     "loan_provider_breaker_transitions_total", "Circuit breaker transitions, by provider and new state.",
     ["provider", "state"],
 )
+
+
+_CHILDREN: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+
+def child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once per label set: the hot path counts a decision
+    in a dozen series. Label values are bounded sets (never a client's free text), so is this."""
+    key = (metric, labels)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = metric.labels(*labels)
+    return found

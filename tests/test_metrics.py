@@ -77,3 +77,27 @@ async def test_metric_families_exist_and_move_with_traffic(verified):  # noqa: F
     for line in text.splitlines():
         if not line.startswith("#"):
             assert not ID_OR_PHONE.search(line.rsplit(" ", 1)[0]), line  # labels, not values
+
+
+async def test_a_thousand_unknown_products_do_not_grow_metrics(client):
+    """Whatever a client sends as ``product`` is declined (PRODUCT_UNKNOWN) and counted under
+    ``unknown``: no label takes a client-chosen value."""
+    import asyncio
+
+    from tests.factories import CLIENT, application
+
+    async def post(n: int) -> None:
+        resp = await client.post("/v1/decisions", json=application(f"unknown-{n}", product=f"p{n}"), headers=CLIENT)
+        assert resp.status_code == 200 and resp.json()["outcome"] == "decline"
+
+    def series(text: str) -> set[str]:
+        return {line.rsplit(" ", 1)[0] for line in text.splitlines()
+                if "product=" in line and not line.startswith("#")}
+
+    await asyncio.gather(*(post(n) for n in range(5)))
+    before = series((await client.get("/metrics")).text)
+    for start in range(5, 1005, 50):
+        await asyncio.gather(*(post(n) for n in range(start, start + 50)))
+    text = (await client.get("/metrics")).text
+    assert series(text) == before  # the same product series; only their values moved
+    assert 'product="p7"' not in text and 'product="unknown"' in text

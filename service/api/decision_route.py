@@ -156,7 +156,6 @@ class FastPath:
     def __init__(self, app: Any, endpoint: DecisionEndpoint) -> None:
         self.app = app
         self.endpoint = endpoint
-        self._counters: dict[int, Any] = {}  # status → its request counter, looked up once
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "POST":
@@ -164,9 +163,6 @@ class FastPath:
             try:
                 status = await self.endpoint(scope, receive, send)
             finally:
-                counter = self._counters.get(status)
-                if counter is None:
-                    counter = self._counters[status] = metrics.HTTP_REQUESTS.labels(PATH, "POST", str(status))
-                counter.inc()
+                metrics.child(metrics.HTTP_REQUESTS, PATH, "POST", str(status)).inc()
         else:
             await self.app(scope, receive, send)

@@ -42,6 +42,7 @@ class CircuitBreaker:
         self.clock = clock
         self.state = CLOSED
         self._calls: deque[tuple[bool, bool]] = deque(maxlen=policy.window)  # (failed, slow)
+        self._failed = self._slow = 0  # among _calls, kept as they come and go
         self._opened_at = 0.0
         self._probes_left = 0
         self._probes_ok = 0
@@ -69,17 +70,23 @@ class CircuitBreaker:
             self._probes_ok += 1
             if self._probes_ok >= self.policy.probes:
                 self._calls.clear()
+                self._failed = self._slow = 0
                 self._move(CLOSED)
             return
         if self.state == OPEN:
             return  # a call that was already out when it opened
-        self._calls.append((failed, slow))
-        calls = len(self._calls)
-        if calls < self.policy.min_calls:
+        calls = self._calls
+        if len(calls) == calls.maxlen:
+            gone_failed, gone_slow = calls[0]
+            self._failed -= gone_failed
+            self._slow -= gone_slow
+        calls.append((failed, slow))
+        self._failed += failed
+        self._slow += slow
+        count = len(calls)
+        if count < self.policy.min_calls:
             return
-        failures = sum(1 for f, _ in self._calls if f) / calls
-        slows = sum(1 for _, s in self._calls if s) / calls
-        if failures >= self.policy.failure_rate or slows >= self.policy.slow_rate:
+        if self._failed / count >= self.policy.failure_rate or self._slow / count >= self.policy.slow_rate:
             self._open()
 
     def _open(self) -> None:

@@ -119,6 +119,7 @@ class HttpProvider:
         self.pool = ConnectionPool(config.url, {"Authorization": f"Bearer {config.credential}"},
                                    config.concurrency)
         self._request_line = self.pool.request_line(self.api.path)
+        self._seconds = metrics.PROVIDER_SECONDS.labels(self.name)
 
     async def aclose(self) -> None:
         await self.pool.close()
@@ -159,8 +160,8 @@ class HttpProvider:
         except (Disconnected, BadResponse):  # reset, broken protocol: it may have been processed
             kind, safe = "unavailable", self.api.idempotent
         elapsed = time.monotonic() - started
-        metrics.PROVIDER_SECONDS.labels(self.name).observe(elapsed)
-        metrics.PROVIDER_CALLS.labels(self.name, kind).inc()
+        self._seconds.observe(elapsed)
+        metrics.child(metrics.PROVIDER_CALLS, self.name, kind).inc()
         self.breaker.record(kind != "ok", elapsed)
         if result is None:
             raise _Failure(kind, safe)
