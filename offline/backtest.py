@@ -13,7 +13,11 @@ Input is JSON lines, each a ``POST /v1/decisions`` body plus two optional keys:
   name (``{"black_devices": ["dev-123"]}``; IP ranges as CIDR). Lists not given are empty.
 
 Every application is decided by the same ``decide`` as live traffic, on the experiment arm it
-would be assigned live unless an arm is named.
+would be assigned live unless an arm is named. Scoring is batched, in two passes over a chunk:
+the first decides every application with models that only encode their inputs (what it decides
+stands for the applications that never reach scoring), then one onnxruntime run per model
+scores every encoded row, and the applications that reached scoring are decided again with
+those scores.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import ConfigDict, Field, ValidationError, field_validator
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
@@ -35,7 +40,7 @@ from service.engine.facts import BOOL, NUMBER, STAGE, STRING, list_candidates
 from service.engine.ruleset import OUTCOMES, Ruleset
 from service.schemas import DecisionRequest
 from service.scoring.model import OnnxModel
-from service.stages.decision import NO_LISTS, ListLookup, Memberships
+from service.stages.decision import NO_LISTS, Decision, ListLookup, Memberships
 from service.stages.verification import PASSED, UNRECORDED
 from service.store.lists import MemoryLists
 
@@ -118,6 +123,41 @@ def read(path: Path, errors: list[str], limit: int = 20) -> Iterator[list[PastAp
         yield chunk
 
 
+ROW = "_row"  # an application's place in its chunk: a fact no rule can name (no '_' names)
+
+
+class _Encoding:
+    """Pass one's model: encodes the inputs for the batch, answers a placeholder score."""
+
+    def __init__(self, model: OnnxModel, rows: list[list[float]], owners: list[int]) -> None:
+        self.model, self.rows, self.owners = model, rows, owners
+        self.version = model.version
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    def score(self, facts: dict[str, Any], lists: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        row, _ = self.model.spec.encode(facts, lists)  # Refused: unscored, in both passes
+        self.rows.append(row)
+        self.owners.append(facts[ROW])
+        return {"model": self.version, "pd": None, "points": None, "grade": None}, {}
+
+
+class _Scored:
+    """Pass two's model: the batch's score for each application."""
+
+    def __init__(self, model: OnnxModel, scores: dict[int, dict[str, Any]]) -> None:
+        self.model, self.scores, self.version = model, scores, model.version
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    def score(self, facts: dict[str, Any], lists: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        return self.scores[facts[ROW]], {}
+
+
 class Evaluator:
     """One ruleset and its models over chunks of past applications."""
 
@@ -129,13 +169,30 @@ class Evaluator:
             raise ValueError(f"ruleset {ruleset.version} has no arm {arm!r}")
 
     def evaluate(self, chunk: list[PastApplication]) -> list[Result]:
-        return [self.one(app) for app in chunk]
+        ruleset, arm = self.ruleset, self.arm
+        facts = [self._facts(row, app) for row, app in enumerate(chunk)]
+        lists = [self._lists(app, f) for app, f in zip(chunk, facts)]
+        batches = {name: _Encoding(model, [], []) for name, model in self.models.items()}
+        first = [decide(dict(f, flags=[]), ruleset, arm, models=batches, lists=ls, traced=False)
+                 for f, ls in zip(facts, lists)]
+        scored: dict[int, dict[str, Any]] = {}
+        for batch in batches.values():
+            if batch.rows:
+                pds = batch.model.sample_pds(np.array(batch.rows, dtype=np.float32))
+                scored.update(zip(batch.owners, map(batch.model.result, pds.tolist())))
+        models = {name: _Scored(model, scored) for name, model in self.models.items()}
+        return [self._result(app, decide(f, ruleset, arm, models=models, lists=ls, traced=False)
+                             if row in scored else d)
+                for row, (app, f, ls, d) in enumerate(zip(chunk, facts, lists, first))]
 
-    def one(self, app: PastApplication) -> Result:
-        ruleset = self.ruleset
-        facts = application_facts(app, ruleset)
+    def _facts(self, row: int, app: PastApplication) -> dict[str, Any]:
+        facts = application_facts(app, self.ruleset)
         facts.update(app.stage_facts())
-        d = decide(facts, ruleset, self.arm, models=self.models, lists=self._lists(app, facts))
+        facts[ROW] = row
+        return facts
+
+    @staticmethod
+    def _result(app: PastApplication, d: Decision) -> Result:
         score, offer, outcome = d.score, d.offer, d.outcome.label
         return Result(app.application_id, app.product, app.label, outcome,
                       tuple((r["code"], r["stage"]) for r in d.reasons),

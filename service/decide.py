@@ -47,34 +47,37 @@ def application_facts(request: DecisionRequest, ruleset: Ruleset) -> dict[str, A
 
 def decide(facts: dict[str, Any], ruleset: Ruleset, arm: Arm | None = None, *,
            models: Mapping[str, Model] | None = None, lists: ListLookup = NO_LISTS,
-           shadows: bool = False) -> Decision:
+           shadows: bool = False, traced: bool = True) -> Decision:
     """Run the six stages over ``facts`` on ``arm`` (default: the application's live arm);
-    with ``shadows``, also evaluate the ruleset's shadow arms. ``facts`` is changed in place."""
+    with ``shadows``, also evaluate the ruleset's shadow arms; without ``traced``, keep no trace
+    (the backtest, which reports outcomes only). ``facts`` is changed in place."""
     arm = arm or ruleset.experiment.assign(facts["application_id"])
     d = Decision(facts, ruleset, ruleset.products.get(facts["product"]), arm, lists, models or {})
     shadow_arms = ruleset.experiment.shadows if shadows else ()
     if not shadow_arms:
-        _run(d, STAGES, traced=True)
+        _run(d, STAGES, traced)
         return d
-    _run(d, STAGES[:SCORING], traced=True)
+    _run(d, STAGES[:SCORING], traced)
     before_scoring = d.fork(d.arm)
-    _run(d, STAGES[SCORING:], traced=True)
+    _run(d, STAGES[SCORING:], traced)
     d.shadow = [_shadow(before_scoring.fork(shadow)) for shadow in shadow_arms]
     return d
 
 
 def _run(d: Decision, stages: tuple[Stage, ...], traced: bool) -> None:
+    if not traced:
+        for stage in stages:
+            if stage.skip(d) is None:
+                stage.run(d)
+        return
     for stage in stages:
         started = time.perf_counter()
         skipped = stage.skip(d)
-        if skipped is not None and not traced:
-            continue
         before = len(d.reasons)
         detail = {"skipped": skipped} if skipped else stage.run(d)
-        if traced:
-            d.trace.append({
-                "stage": stage.NAME, "ms": round((time.perf_counter() - started) * 1000, 4),
-                "reasons": [r["code"] for r in d.reasons[before:]], "detail": detail})
+        d.trace.append({
+            "stage": stage.NAME, "ms": round((time.perf_counter() - started) * 1000, 4),
+            "reasons": [r["code"] for r in d.reasons[before:]], "detail": detail})
 
 
 def _shadow(d: Decision) -> dict[str, Any]:
