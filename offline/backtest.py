@@ -22,6 +22,7 @@ those scores.
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import ipaddress
 import time
@@ -36,18 +37,17 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from service.decide import application_facts, decide
-from service.engine.facts import BOOL, NUMBER, STAGE, STRING, list_candidates
+from service.engine.facts import BOOL, DATE, NUMBER, STAGE, STRING, list_candidates
 from service.engine.ruleset import OUTCOMES, Ruleset
 from service.schemas import DecisionRequest
 from service.scoring.model import OnnxModel
 from service.stages.decision import NO_LISTS, Decision, ListLookup, Memberships
-from service.stages.verification import PASSED, UNRECORDED
 from service.store.lists import MemoryLists
 
 CHUNK = 4096
 RECORDABLE = {name: kind for name, kind in STAGE.items()
               if name.startswith(("whitelist.", "velocity.")) or name.count(".") == 2}
-_TYPES: dict[str, Any] = {BOOL: bool, NUMBER: float, STRING: str}
+_TYPES: dict[str, Any] = {BOOL: bool, NUMBER: float, STRING: str, DATE: dt.date}
 
 
 # The recordable facts as a TypedDict, so that pydantic-core checks names and types (no Python
@@ -77,11 +77,9 @@ class PastApplication(DecisionRequest):
         return value
 
     def stage_facts(self) -> dict[str, Any]:
-        facts = dict(self.recorded or {})
-        for check in PASSED:
-            if facts.get(f"verification.{check}.status") is None:
-                facts.update({f"verification.{check}.{k}": v for k, v in UNRECORDED.items()})
-        return facts
+        """The recorded facts. A required check with no recorded status counts as unavailable
+        (the verification stage's rule for every caller)."""
+        return dict(self.recorded or {})
 
 
 @dataclass(slots=True)

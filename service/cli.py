@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
 
     providers = commands.add_parser("providers", help="verification providers").add_subparsers(
         dest="providers_command", required=True)
-    p = providers.add_parser("simulate", help="serve the identity, face and SMS APIs on loopback "
+    p = providers.add_parser("simulate", help="serve the identity, face, SMS and business-registry APIs on loopback "
                                               "(outcomes and failure modes: service/verification/simulator.py)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8081)

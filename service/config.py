@@ -23,6 +23,7 @@ DEV_API_KEYS = (
     f"admin:{hashlib.sha256(DEV_ADMIN_KEY.encode()).hexdigest()}"
 )
 ROLES = ("client", "admin")
+PROVIDERS = ("identity", "face", "sms", "business")  # the verification checks a product may require
 # The development secret for keyed hashes of ID numbers and phones (README.md). Anything hashed
 # with it is as good as plain text: production sets LOAN_PII_KEY.
 DEV_PII_KEY = "dev-pii-key-change-me-0123456789abcdef"
@@ -42,13 +43,14 @@ class Settings(BaseSettings):
     pii_key: str = Field(DEV_PII_KEY, min_length=32)
     # How often a worker checks whether a new whitelist version was imported.
     whitelist_poll_s: float = Field(1.0, gt=0, le=60)
-    # Verification providers: one base URL for all three (the simulator), or one each. Empty:
+    # Verification providers: one base URL for all four (the simulator), or one each. Empty:
     # no provider, so every required check is an error and nothing is approved.
     providers_url: str = ""
     identity_url: str = ""
     face_url: str = ""
     sms_url: str = ""
-    # Credentials: a JSON file {"identity": key, "face": key, "sms": key}, else one key for all.
+    business_url: str = ""  # the market-regulation registry (merchant products)
+    # Credentials: a JSON file {"identity": key, "face": key, …}, else one key for all.
     provider_credentials_file: Path | None = None
     provider_key: SecretStr = SecretStr("")
     provider_timeout_ms: float = Field(800.0, gt=0, le=60000)
@@ -95,7 +97,8 @@ class Settings(BaseSettings):
 
     def provider_urls(self) -> dict[str, str]:
         """The configured providers and their base URLs."""
-        urls = {"identity": self.identity_url, "face": self.face_url, "sms": self.sms_url}
+        urls = {"identity": self.identity_url, "face": self.face_url, "sms": self.sms_url,
+                "business": self.business_url}
         return {name: (url or self.providers_url).rstrip("/") for name, url in urls.items()
                 if url or self.providers_url}
 
@@ -110,7 +113,7 @@ class Settings(BaseSettings):
         """Raises ValueError (naming the file, never a key) if the file is unusable."""
         if self.provider_credentials_file is None:
             key = self.provider_key.get_secret_value()
-            return dict.fromkeys(("identity", "face", "sms"), key)
+            return dict.fromkeys(PROVIDERS, key)
         try:
             data = json.loads(self.provider_credentials_file.read_text())
             if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
@@ -165,8 +168,8 @@ def parse_provider_overrides(value: str) -> dict[str, dict[str, float]]:
     if not isinstance(data, dict):
         raise ValueError("must be a JSON object of provider: {setting: value}")
     for name, options in data.items():
-        if name not in ("identity", "face", "sms") or not isinstance(options, dict):
-            raise ValueError(f"'{name}': providers are identity, face, sms, each with an object")
+        if name not in PROVIDERS or not isinstance(options, dict):
+            raise ValueError(f"'{name}': providers are {', '.join(PROVIDERS)}, each with an object")
         for key, number in options.items():
             low, high = OVERRIDE_LIMITS.get(key, (None, None))
             if low is None:

@@ -37,6 +37,7 @@ from service.store import Lists, Velocity, Whitelist
 
 log = logging.getLogger("service.gather")
 NOT_CONFIGURED = {"status": "error", "error": "not_configured"}
+NO_BUSINESS = {"status": "error", "error": "no_business"}
 
 
 class Provider(Protocol):
@@ -147,15 +148,16 @@ class Gatherer:
         outcomes = await asyncio.gather(*(self._check(c, request, budget) for c in names))
         results = {c: {"status": "skipped"} for c in PASSED} | dict(zip(names, outcomes))
         for check, result in results.items():
-            for key in ("status", "score", "error"):
-                if key in result:
-                    facts[f"verification.{check}.{key}"] = result[key]
+            for key, value in result.items():
+                facts[f"verification.{check}.{key}"] = value
         return results
 
     async def _check(self, check: str, request: DecisionRequest, budget: float) -> dict[str, Any]:
         provider = self.providers.get(check)
         if provider is None:
             return dict(NOT_CONFIGURED)
+        if check == "business" and request.business is None:  # validation declines it: screened out
+            return dict(NO_BUSINESS)
         return await provider.check(request, budget)
 
     # --- the store thread ---------------------------------------------------------------------

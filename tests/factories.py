@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from stdnum.cn import ric
+from stdnum.cn import ric, uscc
 
 from service.ruletests import merge
 
@@ -61,3 +61,21 @@ def many_id_numbers(count: int, region: str = "110105") -> list[str]:
 
 def birth_for_age(age: int, on: dt.date = dt.date(2026, 11, 23)) -> str:
     return f"{on.year - age:04d}0101"
+
+
+def uscc_code(marker: str = "123", region: str = "110105") -> str:
+    """A valid unified social credit code (an individual business, 92…) whose 15th–17th
+    characters are ``marker``: what the provider simulator's registry answers by."""
+    body = "92" + region + "ABC123" + marker
+    return body + uscc.calc_check_digit(body)
+
+
+def merchant(app_id: str, marker: str = "123", **patch: Any) -> dict[str, Any]:
+    """A merchants' quick loan application, its business registered under ``uscc_code(marker)``."""
+    return merge(application(app_id, product="merchant_quick",
+                             applicant={"occupation": "merchant", "monthly_income": 30000},
+                             loan={"purpose": "business_operation"},
+                             business={"uscc": uscc_code(marker), "name": "Zhang's Noodle Shop",
+                                       "years_operating": 5, "annual_revenue": 900000},
+                             attachments=BASE["attachments"] + [{"type": "business_license", "sha256": "f" * 64}]),
+                 patch)

@@ -200,3 +200,25 @@ def test_backtest_runs_each_application_on_its_arm_or_the_one_named(models, tmp_
         assert live[i].outcome == expected[i].outcome
     with pytest.raises(ValueError, match="no arm 'nope'"):
         Evaluator(ruleset, models, "nope")
+
+
+def test_recorded_business_registry_facts_decide_like_the_live_check(models):
+    """A backtest line may record what the registry said; a revoked licence is declined, an
+    establishment date that is not a date is a line error naming the fact."""
+    from tests.factories import merchant
+
+    recorded = orjson.loads(GERMAN.read_bytes().splitlines()[0])["recorded"]
+    ruleset = load_ruleset(REPO_ROOT / "rules", set(models))
+    registry = {"verification.business.status": "active", "verification.business.representative_match": True,
+                "verification.business.established": "2018-03-01", "verification.business.abnormal": False}
+    facts = ({**recorded, **registry}, {**recorded, **registry, "verification.business.status": "revoked"},
+             recorded)  # the last: the registry unrecorded
+    apps = [PastApplication.model_validate_json(orjson.dumps({**merchant(f"bt-biz-{n}"), "recorded": f}))
+            for n, f in enumerate(facts)]
+    active, revoked, unrecorded = Evaluator(ruleset, models).evaluate(apps)
+    assert not [code for code, _ in active.reasons if code.startswith("BUSINESS_")]
+    assert revoked.outcome == "decline" and ("BUSINESS_REVOKED_OR_DEREGISTERED", "fraud") in revoked.reasons
+    assert unrecorded.outcome == "refer" and ("VERIFICATION_UNAVAILABLE", "fraud") in unrecorded.reasons
+    with pytest.raises(Exception, match="verification.business.established"):
+        PastApplication.model_validate_json(orjson.dumps(
+            {**merchant("bt-biz-3"), "recorded": {**recorded, "verification.business.established": "soon"}}))

@@ -17,7 +17,7 @@ from service.store.whitelist import import_whitelist
 from service.verification.breaker import CLOSED, HALF_OPEN, OPEN, BreakerPolicy, CircuitBreaker
 from service.verification.simulator import FAILURES, Simulator
 
-from .factories import CLIENT, application, id_number
+from .factories import CLIENT, application, id_number, merchant, uscc_code
 
 DEADLINE_S = 1.0
 
@@ -65,7 +65,8 @@ async def test_a_verified_preapproved_applicant_is_approved(verified):
     client, _ = verified
     decision = await decide(client, "v-ok")
     assert checks(decision) == {"identity": {"status": "match"}, "face": {"status": "pass", "score": 0.97},
-                                "sms": {"status": "verified"}}
+                                "sms": {"status": "verified"},
+                                "business": {"status": "skipped"}}  # a consumer product: no registry call
     assert decision["outcome"] == "approve", decision["reasons"]
     assert decision["offer"]["term_months"] == 12 and decision["offer"]["amount"] > 0
 
@@ -103,27 +104,72 @@ async def test_each_provider_gets_only_what_it_needs(verified, simulator):
     assert "tok-good" not in str(decision["trace"])  # no token kept in the trace
 
 
+async def post_decision(client: httpx.AsyncClient, body: dict) -> dict:
+    resp = await client.post("/v1/decisions?explain=true", json=body, headers=CLIENT)
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+@pytest.mark.parametrize("provider", ["identity", "business"])
 @pytest.mark.parametrize("failure", FAILURES)
-async def test_every_failure_mode_refers_in_time_opens_the_breaker_and_recovers(verified, simulator, failure):
+async def test_every_failure_mode_refers_in_time_opens_the_breaker_and_recovers(verified, simulator, failure,
+                                                                              provider):
     client, runtime = verified
-    breaker = runtime.providers["identity"].breaker
-    simulator.set("identity", failure=failure, failure_rate=1.0)
+    body = merchant if provider == "business" else application
+    breaker = runtime.providers[provider].breaker
+    simulator.set(provider, failure=failure, failure_rate=1.0)
     started = time.monotonic()
-    decisions = await asyncio.gather(*(decide(client, f"v-fail-{failure}-{n}", device={"device_id": f"d-{n}"})
+    decisions = await asyncio.gather(*(post_decision(client, body(f"v-fail-{provider}-{failure}-{n}",
+                                                                  device={"device_id": f"d-{n}"}))
                                        for n in range(5)))
     elapsed = time.monotonic() - started
     assert elapsed < DEADLINE_S + 0.5, f"{failure}: {elapsed:.2f} s for five concurrent decisions"
     for decision in decisions:
-        assert checks(decision)["identity"]["status"] == "error"
+        assert checks(decision)[provider]["status"] == "error"
         assert checks(decision)["face"]["status"] == "pass"  # the others are unaffected
         assert decision["outcome"] == "refer" and "VERIFICATION_UNAVAILABLE" in codes(decision)
     assert breaker.state == OPEN
-    simulator.set("identity")  # the provider heals
+    simulator.set(provider)  # the provider heals
     await asyncio.sleep(0.35)  # LOAN_BREAKER_OPEN_S
     for n in range(3):  # the half-open probes
-        decision = await decide(client, f"v-heal-{failure}-{n}")
-        assert checks(decision)["identity"] == {"status": "match"}
+        decision = await post_decision(client, body(f"v-heal-{provider}-{failure}-{n}"))
+        assert checks(decision)[provider]["status"] == ("active" if provider == "business" else "match")
     assert breaker.state == CLOSED
+
+
+@pytest.mark.parametrize(("marker", "reason", "outcome"), [
+    ("999", "BUSINESS_NOT_FOUND", "decline"),
+    ("998", "BUSINESS_REVOKED_OR_DEREGISTERED", "decline"),
+    ("997", "BUSINESS_REVOKED_OR_DEREGISTERED", "decline"),
+    ("996", "BUSINESS_ABNORMAL_OPERATIONS", "refer"),
+    ("995", "BUSINESS_REPRESENTATIVE_MISMATCH", "refer"),
+    ("994", "BUSINESS_TOO_NEW", "refer"),
+])
+async def test_the_business_registry_keeps_dead_and_borrowed_licences_out(verified, simulator, marker, reason,
+                                                                          outcome):
+    client, _ = verified
+    decision = await post_decision(client, merchant(f"v-biz-{marker}", marker))
+    assert reason in codes(decision) and decision["outcome"] == outcome, decision["reasons"]
+
+
+async def test_a_registered_business_passes_and_the_registry_gets_only_what_it_needs(verified, simulator):
+    client, _ = verified
+    decision = await post_decision(client, merchant("v-biz-ok"))
+    registry = checks(decision)["business"]
+    assert registry["status"] == "active" and registry["representative_match"] is True
+    assert registry["abnormal"] is False and "20" in registry["established"][:2]
+    assert not [c for c in codes(decision) if c.startswith(("BUSINESS_", "VERIFICATION"))], decision["reasons"]
+    sent = next(body for name, body in reversed(simulator.received) if name == "business")
+    assert sent == {"uscc": uscc_code(), "name": "Zhang's Noodle Shop",
+                    "representative": {"name": "Zhang Wei", "id_number": id_number()}}
+
+
+async def test_a_merchant_whose_business_validation_refuses_costs_no_registry_call(verified, simulator):
+    client, _ = verified
+    before = [r for r in simulator.received if r[0] == "business"]
+    decision = await post_decision(client, merchant("v-biz-bad", business={"uscc": "91110000600037341X"}))
+    assert decision["outcome"] == "decline" and "USCC_INVALID" in codes(decision)
+    assert [r for r in simulator.received if r[0] == "business"] == before
 
 
 async def test_retries_only_when_safe(verified, simulator):
@@ -320,3 +366,36 @@ async def test_the_pool_replaces_a_connection_the_provider_closed_and_names_what
     await server.wait_closed()
     with pytest.raises(ValueError):
         ConnectionPool("ftp://example.org", {})
+
+
+def test_every_check_is_known_alike_to_settings_rules_adapters_stage_and_simulator():
+    from service.config import PROVIDERS
+    from service.engine.ruleset import CHECKS
+    from service.stages.verification import FIELDS, PASSED
+    from service.verification.providers import APIS
+    from service.verification.simulator import OUTCOMES, PATHS
+
+    assert set(PROVIDERS) == set(CHECKS) == set(PASSED) == set(FIELDS) == set(APIS) == set(OUTCOMES) \
+        == set(PATHS.values())
+    assert {api.path for api in APIS.values()} == set(PATHS)
+
+
+def test_lint_refuses_a_registry_check_on_a_product_without_a_business(tmp_path):
+    import shutil
+
+    from service.config import REPO_ROOT
+    from service.engine.ruleset import RulesetError, load_ruleset
+
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO_ROOT / "rules", rules)
+    products = rules / "products.yaml"
+    text = products.read_text()
+    products.write_text(text.replace("requires_business: false\n    requires_income: true\n    income_multiple: 10\n"
+                                     "    required_attachments: [id_front, id_back]\n    required_checks: [identity, face, sms]",
+                                     "requires_business: false\n    requires_income: true\n    income_multiple: 10\n"
+                                     "    required_attachments: [id_front, id_back]\n"
+                                     "    required_checks: [identity, face, sms, business]"))
+    assert products.read_text() != text
+    with pytest.raises(RulesetError) as error:
+        load_ruleset(rules)
+    assert any("needs 'requires_business: true'" in str(e) and "[consumer_quick]" in str(e) for e in error.value.errors)

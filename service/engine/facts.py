@@ -116,6 +116,13 @@ STAGE: dict[str, str] = {
     "verification.face.error": STRING,
     "verification.sms.status": STRING,  # verified | wrong_code | expired | error | skipped
     "verification.sms.error": STRING,
+    # the market-regulation registry, for products that require a business:
+    "verification.business.status": STRING,  # active | deregistered | revoked | not_found | error | skipped
+    "verification.business.error": STRING,
+    "verification.business.representative_match": BOOL,  # the applicant is its legal representative or operator
+    "verification.business.established": DATE,  # the registry's establishment date
+    "verification.business.years_operating": NUMBER,  # from it to the submission (Beijing time); not the typed one
+    "verification.business.abnormal": BOOL,  # on the abnormal-operations list (经营异常名录)
     "verification.required": LIST,  # the checks the product requires
     "verification.failed": LIST,  # required checks that did not pass
     "verification.unavailable": LIST,  # required checks that errored

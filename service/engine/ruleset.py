@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service.config import PROVIDERS
 from service.engine.experiment import CHAMPION, Arm, Experiment
 from service.engine.expressions import Compiled, ExpressionError, compile_expression
 from service.engine.facts import BOOL, CATALOGUE, LIST_SOURCES, NUMBER, STRING
@@ -22,7 +23,7 @@ RULE_FILES = ("products.yaml", "lists.yaml", "validation.yaml", "fraud.yaml", "s
 LIST_KINDS = ("id_number", "phone", "device", "ip", "uscc")
 ACTIONS = ("decline", "refer", "flag")
 OUTCOMES = ("approve", "decline", "refer")
-CHECKS = ("identity", "face", "sms")
+CHECKS = PROVIDERS
 ERROR_POLICIES = ("refer", "decline", "ignore")
 ARM_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 MAX_ARMS = 8
@@ -263,6 +264,9 @@ class _Loader:
             if not (isinstance(checks, list) and set(checks) <= set(CHECKS)):
                 self.error(spec.at("required_checks"), f"'required_checks' may list {', '.join(CHECKS)}", code)
                 checks = []
+            elif "business" in checks and spec.get("requires_business") is not True:
+                self.error(spec.at("required_checks"), "the 'business' check needs 'requires_business: true' "
+                                                       "(a business to look up)", code)
             models = spec.get("models", {})
             if not isinstance(models, Located) or not all(isinstance(m, str) for m in models.values()):
                 self.error(spec.at("models"), "'models' must map segments to model names", code)

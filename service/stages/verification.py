@@ -1,4 +1,5 @@
-"""Stage 2, verification: what the identity, face and SMS checks said, as facts for the rules.
+"""Stage 2, verification: what the identity, face, SMS and business-registry checks said, as
+facts for the rules.
 
 The checks themselves are I/O and happen while gathering (``service.gather``); their results
 arrive as ``verification.<check>.status`` (+ ``.score``, ``.error``) facts — or are recorded, in
@@ -11,11 +12,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.identifiers import CHINA
 from service.stages.decision import Decision
 
 NAME = "verification"
-PASSED = {"identity": "match", "face": "pass", "sms": "verified"}  # each check's passing status
+PASSED = {"identity": "match", "face": "pass", "sms": "verified", "business": "active"}  # passing status
+FIELDS = {  # what each check answers, as verification.<check>.<field> facts
+    "identity": ("status", "error"), "face": ("status", "score", "error"), "sms": ("status", "error"),
+    "business": ("status", "error", "representative_match", "established", "abnormal"),
+}
 UNRECORDED = {"status": "error", "error": "not_recorded"}
+DAYS_A_YEAR = 365.25
 
 
 def skip(d: Decision) -> str | None:
@@ -34,8 +41,11 @@ def run(d: Decision) -> dict[str, Any]:
                 continue
             for key, value in UNRECORDED.items():
                 facts[prefix + key] = value
-        results[check] = {key: facts.get(prefix + key) for key in ("status", "score", "error")
-                          if facts.get(prefix + key) is not None}
+        results[check] = {key: facts[prefix + key] for key in FIELDS[check] if facts[prefix + key] is not None}
+    established = facts["verification.business.established"]
+    if established is not None:
+        submitted = facts["submitted_at"].astimezone(CHINA).date()
+        facts["verification.business.years_operating"] = round((submitted - established).days / DAYS_A_YEAR, 2)
     facts["verification.required"] = list(required)
     facts["verification.failed"] = [
         c for c in required if results[c]["status"] not in (PASSED[c], "error")]

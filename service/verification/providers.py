@@ -13,13 +13,15 @@ the SMS check, which consumes the code) — and only if the budget still holds a
 
 Each provider is sent only what it needs: the identity authority gets name, ID number and phone;
 the face provider the liveness token and ID number (to fetch the ID photo); the SMS provider the
-request id, code and phone. Answers are reduced to their result fields before they reach the
-decision: no token, image or raw body is kept.
+request id, code and phone; the business registry the USCC, the business name and the
+applicant's name and ID number (as its legal representative or operator). Answers are reduced
+to their result fields before they reach the decision: no token, image or raw body is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import random
 import time
@@ -53,6 +55,12 @@ def _sms_payload(r: DecisionRequest) -> dict[str, Any]:
             "phone": r.applicant.phone}
 
 
+def _business_payload(r: DecisionRequest) -> dict[str, Any]:
+    business = r.business
+    return {"uscc": business.uscc if business else None, "name": business.name if business else None,
+            "representative": {"name": r.applicant.name, "id_number": r.applicant.id_number}}
+
+
 def _identity_result(body: Any) -> dict[str, Any]:
     status = body.get("result") if isinstance(body, dict) else None
     if status not in ("match", "mismatch", "not_found"):
@@ -76,6 +84,27 @@ def _sms_result(body: Any) -> dict[str, Any]:
     return {"status": status}
 
 
+REGISTRY_STATUSES = ("active", "deregistered", "revoked", "not_found")
+
+
+def _business_result(body: Any) -> dict[str, Any]:
+    """The registry's answer: status, whether the applicant is the legal representative or
+    operator, the establishment date, and presence on the abnormal-operations list."""
+    if not isinstance(body, dict) or body.get("status") not in REGISTRY_STATUSES:
+        raise ValueError("business: no valid 'status'")
+    status = body["status"]
+    if status == "not_found":
+        return {"status": status}
+    match, abnormal = body.get("representative_match"), body.get("abnormal_operations")
+    if not isinstance(match, bool) or not isinstance(abnormal, bool):
+        raise ValueError("business: 'representative_match' and 'abnormal_operations' must be true or false")
+    try:
+        established = dt.date.fromisoformat(body.get("established"))
+    except (TypeError, ValueError):
+        raise ValueError("business: 'established' must be a date") from None
+    return {"status": status, "representative_match": match, "established": established, "abnormal": abnormal}
+
+
 @dataclass(frozen=True)
 class Api:
     path: str
@@ -88,6 +117,7 @@ APIS = {
     "identity": Api("/identity/v1/verify", _identity_payload, _identity_result, True),
     "face": Api("/face/v1/compare", _face_payload, _face_result, True),
     "sms": Api("/sms/v1/verify", _sms_payload, _sms_result, False),
+    "business": Api("/business/v1/verify", _business_payload, _business_result, True),
 }
 
 

@@ -1,4 +1,4 @@
-"""``loan-decision providers simulate``: the identity, face and SMS provider APIs on loopback,
+"""``loan-decision providers simulate``: the identity, face, SMS and business-registry APIs on loopback,
 with deterministic outcomes and configurable latency and failures, for local runs, tests and
 load tests. It speaks plain HTTP/1.1 with keep-alive over asyncio streams, so that it can also
 misbehave the way real providers do: answer late, never answer, reset the connection, send a
@@ -9,6 +9,10 @@ Endpoints (every call needs an ``Authorization`` header, any value; without one:
     POST /identity/v1/verify  {name, id_number, phone?}      → {"result": match|mismatch|not_found}
     POST /face/v1/compare     {liveness_token, id_number}    → {"liveness": pass|fail, "similarity": 0–1}
     POST /sms/v1/verify       {request_id, code, phone}      → {"result": verified|wrong_code|expired}
+    POST /business/v1/verify  {uscc, name, representative: {name, id_number}}
+                              → {"status": active|deregistered|revoked|not_found,
+                                 "representative_match": bool, "established": "YYYY-MM-DD",
+                                 "abnormal_operations": bool}
     POST /_sim/behaviour      {provider: {latency_ms, jitter_ms, failure, failure_rate}}
 
 Outcomes, by input:
@@ -17,6 +21,11 @@ Outcomes, by input:
 - face: a token starting ``tok-spoof`` → liveness fail; ``tok-low`` → similarity 0.60;
   ``tok-good`` → 0.97; any other token → 0.90–0.99, fixed by its hash.
 - sms: code ``000000`` → wrong_code; a request id starting ``expired`` → expired; else verified.
+- business, by the USCC's 15th–17th characters: ``999`` → not_found, ``998`` → revoked, ``997``
+  → deregistered, ``996`` → active but on the abnormal-operations list, ``995`` → active but
+  the applicant is not its legal representative or operator, ``994`` → established 120 days
+  ago; anything else → active, the applicant its representative, not listed, established on
+  a date between 2010 and 2020 fixed by the code's hash.
 
 Failures (``failure`` with ``failure_rate`` of the calls, drawn from a seeded generator):
 ``timeout`` (answers after 30 s), ``hang`` (never answers), ``5xx`` (503), ``reset`` (closes the
@@ -27,6 +36,7 @@ connection with a TCP reset), ``malformed`` (200 with a body that is not JSON), 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import json
 import random
@@ -37,7 +47,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FAILURES = ("timeout", "hang", "5xx", "reset", "malformed", "slow_drip")
-PATHS = {"/identity/v1/verify": "identity", "/face/v1/compare": "face", "/sms/v1/verify": "sms"}
+PATHS = {"/identity/v1/verify": "identity", "/face/v1/compare": "face", "/sms/v1/verify": "sms",
+         "/business/v1/verify": "business"}
 
 
 @dataclass
@@ -78,7 +89,22 @@ def sms_outcome(body: dict[str, Any]) -> dict[str, Any]:
     return {"result": "verified"}
 
 
-OUTCOMES = {"identity": identity_outcome, "face": face_outcome, "sms": sms_outcome}
+def business_outcome(body: dict[str, Any]) -> dict[str, Any]:
+    uscc = str(body.get("uscc", ""))
+    marker = uscc[14:17]
+    status = {"999": "not_found", "998": "revoked", "997": "deregistered"}.get(marker, "active")
+    if status == "not_found":
+        return {"status": status}
+    if marker == "994":
+        established = dt.date.today() - dt.timedelta(days=120)
+    else:
+        established = dt.date(2010, 1, 1) + dt.timedelta(days=hashlib.sha256(uscc.encode()).digest()[0] * 14)
+    return {"status": status, "representative_match": marker != "995", "established": established.isoformat(),
+            "abnormal_operations": marker == "996"}
+
+
+OUTCOMES = {"identity": identity_outcome, "face": face_outcome, "sms": sms_outcome,
+            "business": business_outcome}
 
 
 @dataclass
@@ -218,5 +244,5 @@ async def serve_forever(host: str, port: int, behaviours: dict[str, Behaviour], 
     simulator = Simulator(behaviours, seed)
     await simulator.start(host, port)
     print(f"provider simulator on http://{host}:{simulator.port} "
-          f"(identity, face, sms; POST /_sim/behaviour to change latency and failures)", flush=True)
+          f"(identity, face, sms, business; POST /_sim/behaviour to change latency and failures)", flush=True)
     await asyncio.Event().wait()
