@@ -7,19 +7,23 @@ BIN := $(VENV)/bin
 
 setup: $(VENV)/.installed
 
+# Quiet: the installers' output goes to $(VENV)/install.log, shown only when something fails.
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $@
+	@echo "setting up $(VENV) (a minute or two the first time; log: $(VENV)/install.log)"
+	@$(PYTHON) -m venv $(VENV)
+	@{ $(BIN)/pip install --quiet --upgrade pip && $(BIN)/pip install --quiet -e '.[dev]'; } \
+	  > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
+	@touch $@
 
 # The service on its embedded defaults, with the provider simulator beside it (stopped with it)
-# and, on a fresh data folder, the demo whitelist (the README's example applicant).
+# and, on a fresh data folder, the demo whitelist (the README's example applicants). The
+# simulator listens on SIMULATOR_PORT; if it cannot start, neither does the service.
 SIMULATOR_PORT ?= 8081
 run: setup
 	@test -f "$${LOAN_DATA_DIR:-var}/whitelist/ACTIVE" || $(BIN)/loan-decision whitelist import docs/demo-whitelist.csv
 	@$(BIN)/loan-decision providers simulate --port $(SIMULATOR_PORT) & sim=$$!; \
 	trap 'kill $$sim 2>/dev/null' EXIT INT TERM; \
+	sleep 1; kill -0 $$sim 2>/dev/null || exit 2; \
 	LOAN_PROVIDERS_URL="$${LOAN_PROVIDERS_URL:-http://127.0.0.1:$(SIMULATOR_PORT)}" \
 	LOAN_PROVIDER_KEY="$${LOAN_PROVIDER_KEY:-dev-provider-key}" $(BIN)/loan-decision serve
 

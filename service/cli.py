@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -264,10 +265,17 @@ def providers_simulate(args: argparse.Namespace) -> int:
         asyncio.run(serve_forever(args.host, args.port, behaviour, args.seed))
     except KeyboardInterrupt:
         pass
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        print(f"simulate: cannot listen on {args.host}:{args.port}: {exc.strerror or exc} "
+              "(make run: choose another with SIMULATOR_PORT=…)", file=sys.stderr)
+        return 2
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Every file this command creates (decisions, whitelist versions, lists, velocity, their
+    # WAL and lock files) is private to the service's user: it holds personal data.
+    os.umask(0o077)
     parser = argparse.ArgumentParser(prog="loan-decision", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -124,7 +124,7 @@ class Decisions:
         self.store = store
         self.models = models
         self.deadline_s = deadline_s
-        self._inflight: dict[str, tuple[bytes, asyncio.Future[Answer]]] = {}
+        self._inflight: dict[str, asyncio.Future[Answer]] = {}
 
     async def decide(self, request: DecisionRequest, ruleset: Ruleset, received: float) -> Answer:
         """The decision for ``request``: a new one, or the one stored for its application id.
@@ -133,14 +133,15 @@ class Decisions:
         digest = fingerprint(request)
         running = self._inflight.get(key)
         if running is not None:
-            first_digest, future = running
-            answer = await asyncio.shield(future)
-            return self._replay(answer.record, digest) if first_digest == digest else self._conflict(key)
+            # Compared with what was *stored* (another replica may have stored this very body
+            # while the first request here carried another), not with the first request's body.
+            answer = await asyncio.shield(running)
+            return self._replay(answer.record, digest)
         stored = self.store.get_by_application(key)
         if stored is not None:
             return self._replay(stored, digest)
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = (digest, future)
+        self._inflight[key] = future
         try:
             answer = await self._decide_new(request, digest, ruleset, received)
         except BaseException as exc:

@@ -179,7 +179,9 @@ async def test_503_when_no_valid_ruleset(tmp_path: Path):
             assert resp.headers["content-type"] == "application/problem+json"
             ready = await c.get("/readyz")
             assert ready.status_code == 503
-            assert "fraud.yaml:3" in ready.json()["detail"]
+            assert "error(s)" in ready.json()["detail"] and str(tmp_path) not in ready.text  # no paths
+            errors = (await c.get("/admin/rules", headers=ADMIN)).json()["errors"]
+            assert any("fraud.yaml:3" in e for e in errors)  # for the operator, behind the admin key
             assert (await c.get("/healthz")).status_code == 200
     finally:
         rt.stop()
@@ -223,3 +225,25 @@ async def test_fast_path_answers_are_counted_by_route_and_status(client):
     await post(client, application("app-counted"))
     await client.post("/v1/decisions", content=b"x", headers={**CLIENT, "Content-Type": "text/plain"})
     assert (count("200"), count("415")) == (ok + 1, unsupported + 1)
+
+
+async def test_a_request_whose_client_left_mid_body_is_not_decided(settings, runtime):
+    """The client declared a longer body and disconnected: whatever arrived is never decided
+    (nobody would receive the answer, and a retry would find a decision it never saw)."""
+    app = create_app(settings, runtime)
+    body = orjson.dumps(application("app-gone"))
+    messages = [{"type": "http.request", "body": body, "more_body": True}, {"type": "http.disconnect"}]
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return messages.pop(0)
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/decisions", "query_string": b"", "root_path": "",
+             "headers": [(b"authorization", CLIENT["Authorization"].encode()),
+                         (b"content-type", b"application/json"), (b"content-length", str(len(body) + 100).encode())]}
+    await app(scope, receive, send)
+    assert runtime.store.get_by_application("app-gone") is None
+    assert not sent

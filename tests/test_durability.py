@@ -6,11 +6,13 @@ import concurrent.futures
 import signal
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 
+from service.config import REPO_ROOT
 from tests.conftest import LiveServer
 from tests.factories import CLIENT, application
 
@@ -67,3 +69,38 @@ def test_every_acknowledged_decision_survives_a_stop(tmp_path, sig):
         assert not missing, f"{len(missing)} acknowledged decisions lost, e.g. {missing[:5]}"
     finally:
         restarted.stop()
+
+
+def test_workers_opening_a_fresh_data_folder_at_once_all_start(tmp_path):
+    """Six processes open one fresh store file at the same instant, five times over: none fails
+    with "database is locked" (SQLite does not wait when switching a fresh file to WAL)."""
+    import subprocess
+    import sys
+    import time
+
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from service.store.sqlite import connect\n"
+        "start = float(sys.argv[2])\n"
+        "while time.time() < start: pass\n"
+        "conn = connect(Path(sys.argv[1]), 'FULL', 'CREATE TABLE IF NOT EXISTS t (x PRIMARY KEY)')\n"
+        "conn.execute('INSERT OR IGNORE INTO t VALUES (1)')\n"
+    )
+    failures = []
+    for round_ in range(5):
+        path, start = tmp_path / f"fresh-{round_}.sqlite3", time.time() + 0.6
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(path), str(start)], cwd=REPO_ROOT,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(6)]
+        failures += [p.communicate(timeout=30)[1][-200:] for p in procs if p.wait(timeout=30)]
+    assert not failures, failures
+
+
+def test_data_files_are_private_to_the_service(live_server):
+    """Decisions, velocity, lists and their WAL files hold personal data: no group or other access."""
+    resp = httpx.post(live_server.url + "/v1/decisions", json=application("app-private"), headers=CLIENT)
+    assert resp.status_code == 200
+    data = Path(live_server.env["LOAN_DATA_DIR"])
+    files = [p for p in data.rglob("*") if p.is_file()]
+    assert any(p.name == "decisions.sqlite3" for p in files)
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in files if p.stat().st_mode & 0o077} == {}

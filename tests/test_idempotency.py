@@ -58,6 +58,32 @@ async def test_racing_different_bodies_one_wins_others_conflict(client, runtime)
     assert sorted(r.status_code for r in answers) == [200] + [409] * 9
 
 
+async def test_a_body_another_process_stored_is_replayed_not_refused(client, runtime):
+    """Process A works on body X for an id while process B stores body Y for it; requests in A
+    that carry Y must get B's decision (200), those that carry X a 409 — not 409 for all."""
+    from service.decisions import fingerprint
+    from service.schemas import DecisionRequest
+
+    x = application("app-xproc", loan={"amount": 20000})
+    y = application("app-xproc", loan={"amount": 25000})
+    other = DecisionRequest.model_validate(y, strict=False)
+    gather = runtime.gatherer.gather
+
+    async def meanwhile_b_stores_y(request, facts, ruleset, deadline):
+        await runtime.store.save(DecisionRecord("dec_from_b", "app-xproc", fingerprint(other), "refer",
+                                                "consumer_quick", "champion", "2026-11-23T01:30:00+00:00",
+                                                b'{"decision_id":"dec_from_b"}', b"[]"))
+        return await gather(request, facts, ruleset, deadline)
+
+    runtime.gatherer.gather = meanwhile_b_stores_y  # type: ignore[method-assign]
+    first = asyncio.ensure_future(post_raw(client, orjson.dumps(x)))
+    await asyncio.sleep(0)
+    same_as_b = await asyncio.gather(*(post_raw(client, orjson.dumps(y)) for _ in range(3)))
+    assert (await first).status_code == 409
+    assert [r.status_code for r in same_as_b] == [200] * 3
+    assert all(r.json()["decision_id"] == "dec_from_b" for r in same_as_b)
+
+
 def _record(decision_id: str, application_id: str, digest: bytes = b"x" * 32) -> DecisionRecord:
     return DecisionRecord(decision_id, application_id, digest, "refer", "p", "champion",
                           "2026-01-01T00:00:00+00:00", b'{"a":1}', b"[]")

@@ -48,3 +48,17 @@ def test_the_image_builds_every_package_the_project_installs():
     for pattern in include:
         package = pattern.rstrip("*")
         assert f"COPY {package} ./{package}" in dockerfile, package
+
+
+def test_the_simulator_on_a_taken_port_says_so_in_one_line():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "service.cli", "providers", "simulate", "--port", str(port)],
+                                capture_output=True, text=True, timeout=30, cwd=REPO_ROOT)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and f"127.0.0.1:{port}" in result.stderr
+    assert "SIMULATOR_PORT" in result.stderr and len(result.stderr.strip().splitlines()) == 1

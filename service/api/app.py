@@ -29,7 +29,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import metrics
 from service.api.auth import KeyRing
-from service.api.decision_route import JSON, DecisionEndpoint, FastPath, read_body, require_json, require_size
+from service.api.decision_route import (CLIENT_CLOSED, JSON, ClientDisconnected, DecisionEndpoint, FastPath,
+                                        read_body, require_json, require_size)
 from service.config import Settings, parse_api_keys
 from service.api.problems import MEDIA_TYPE, ProblemError, from_validation_error, json_path, json_pointer
 from service.runtime import Runtime
@@ -142,6 +143,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
         return _problem_response(ProblemError(exc.status_code, "http", str(exc.detail), headers=exc.headers))
 
+    @app.exception_handler(ClientDisconnected)
+    async def _gone(_: Request, exc: ClientDisconnected) -> Response:
+        return Response(status_code=CLIENT_CLOSED)  # nobody is there to read it
+
     @app.exception_handler(StoreUnavailable)
     async def _store(_: Request, exc: StoreUnavailable) -> Response:
         log.error("decision store unavailable", extra={"fields": {"error": str(exc)}})
@@ -198,7 +203,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
              responses={503: {"model": Problem}})
     async def readyz() -> Response:
         if not runtime.ready():
-            detail = "; ".join(runtime.ruleset_errors[:5]) or "store or ruleset not usable"
+            # Anyone may ask: say what is wrong, not where (paths, rule text); GET /admin/rules does.
+            errors = len(runtime.ruleset_errors)
+            detail = (f"the ruleset was refused with {errors} error(s); GET /admin/rules lists them"
+                      if errors else "a store or the ruleset is not usable")
             raise ProblemError(503, "not-ready", detail)
         return _json(orjson.dumps({"status": "ready", "ruleset": runtime.ruleset.version,
                                    "models": sorted(m.version for m in runtime.models.values())}))

@@ -107,7 +107,10 @@ class DecisionEndpoint:
                 content_type = value.decode("latin-1")
             elif name == b"content-length":
                 declared = value.decode("latin-1")
-        body = await read_body(receive, declared)
+        try:
+            body = await read_body(receive, declared)
+        except ClientDisconnected:
+            return CLIENT_CLOSED
         status, content, media, headers = await self.answer(
             authorization, content_type, scope.get("query_string", b"").decode("latin-1"), body, received)
         raw_headers = [(b"content-type", media.encode()), (b"content-length", str(len(content)).encode())]
@@ -127,17 +130,25 @@ def require_size(body: bytes) -> None:
         raise ProblemError(413, "body-too-large", f"the body may be at most {BODY_LIMIT} bytes")
 
 
+class ClientDisconnected(Exception):
+    """The client left before its body arrived whole: nothing is decided, nothing answered."""
+
+
+CLIENT_CLOSED = 499  # the status counted for it (nginx's "client closed request"); never sent
+
+
 async def read_body(receive: Any, declared: str | None) -> bytes:
     """The request body; once it is known to be too large (by its declared Content-Length, not
     read, or while reading), BODY_LIMIT + 1 bytes that ``require_size`` refuses. Not raising
-    here lets the caller check the key before the size."""
+    here lets the caller check the key before the size. ClientDisconnected if the client left
+    before the body ended: a part of a body is never taken for the whole."""
     if declared is not None and declared.isdigit() and int(declared) > BODY_LIMIT:
         return _OVERSIZE
     chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientDisconnected
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > BODY_LIMIT:
