@@ -247,3 +247,25 @@ async def test_a_request_whose_client_left_mid_body_is_not_decided(settings, run
     await app(scope, receive, send)
     assert runtime.store.get_by_application("app-gone") is None
     assert not sent
+
+
+@pytest.mark.parametrize("field", ["device.is_emulator", "application_id"])
+async def test_duplicate_keys_are_refused_naming_the_key(client, runtime, field):
+    """A gateway reading the first of two keys and the service the last would see two different
+    applications: a duplicate key at any level is a 422 that names it, and nothing is decided."""
+    body = orjson.dumps(application("app-dup"))
+    if field == "device.is_emulator":
+        body = body.replace(b'"device":{', b'"device":{"is_emulator":true,', 1)
+    else:
+        body = body.replace(b'"application_id":"app-dup"', b'"application_id":"app-dup","application_id":"app-dup"', 1)
+    resp = await client.post("/v1/decisions", content=body, headers=CLIENT)
+    assert resp.status_code == 422 and resp.headers["content-type"] == "application/problem+json"
+    assert [e["field"] for e in resp.json()["errors"]] == [field]
+    assert runtime.store.get_by_application("app-dup") is None
+
+
+async def test_duplicate_keys_in_an_admin_body_are_refused_too(client):
+    body = b'{"values": ["13900001111"], "actor": "Wang Fang", "reason": "r", "reason": "other"}'
+    resp = await client.post("/admin/lists/black_phones/entries", content=body,
+                             headers={**ADMIN, "Content-Type": "application/json"})
+    assert resp.status_code == 422 and [e["field"] for e in resp.json()["errors"]] == ["reason"]

@@ -32,7 +32,8 @@ from service.api.auth import KeyRing
 from service.api.decision_route import (CLIENT_CLOSED, JSON, ClientDisconnected, DecisionEndpoint, FastPath,
                                         read_body, require_json, require_size)
 from service.config import Settings, parse_api_keys
-from service.api.problems import MEDIA_TYPE, ProblemError, from_validation_error, json_path, json_pointer
+from service.api.problems import (MEDIA_TYPE, ProblemError, from_validation_error, json_path, json_pointer,
+                                  reject_duplicate_keys)
 from service.runtime import Runtime
 from service.schemas import DecisionRequest, DecisionResponse, ListChange, Problem
 from service.store.decisions import StoreUnavailable
@@ -249,10 +250,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         key_id = keys.require(request.headers.get("authorization"), "admin")
         _list_name(name)
         require_json(request.headers.get("content-type", ""))
+        body = await _read_body(request)
         try:
-            change = ListChange.model_validate_json(await _read_body(request))
+            change = ListChange.model_validate_json(body)
         except ValidationError as exc:
             raise from_validation_error(exc) from None
+        reject_duplicate_keys(body)
         try:
             changed = runtime.lists.change(Change(name, action, change.actor, key_id, change.reason),
                                            list(change.values))

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from service import metrics
 from service.api.auth import KeyRing
-from service.api.problems import MEDIA_TYPE, ProblemError, from_validation_error
+from service.api.problems import MEDIA_TYPE, ProblemError, from_validation_error, reject_duplicate_keys
 from service.decisions import IdempotencyConflict
 from service.runtime import Runtime
 from service.schemas import DecisionRequest
@@ -89,6 +89,7 @@ class DecisionEndpoint:
             application = DecisionRequest.model_validate_json(body)
         except ValidationError as exc:
             raise from_validation_error(exc) from None
+        reject_duplicate_keys(body)  # after the schema: the common bad request pays nothing more
         started = time.perf_counter()
         decided = await runtime.decisions.decide(application, ruleset, received)
         if not decided.replayed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -77,3 +78,48 @@ def from_validation_error(exc: ValidationError) -> ProblemError:
     else:
         detail = f"{len(errors)} field(s) failed validation"
     return ProblemError(422, "validation", detail, errors)
+
+
+class _Duplicated(dict):  # type: ignore[type-arg]
+    """An object in which a key appeared more than once (the keys in ``duplicates``)."""
+
+    duplicates: list[str]
+
+
+def _where(value: Any, loc: tuple[int | str, ...]) -> list[tuple[int | str, ...]]:
+    found = [loc + (key,) for key in value.duplicates] if isinstance(value, _Duplicated) else []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _where(item, loc + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _where(item, loc + (index,))
+    return found
+
+
+def reject_duplicate_keys(body: bytes) -> None:
+    """ProblemError 422 naming every key that appears twice in one object, at any depth: a
+    gateway that reads the first of two keys and a service that reads the last would decide on
+    different applications. Not JSON at all is left to the schema's own error."""
+    marked = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal marked
+        obj = dict(items)
+        if len(obj) == len(items):
+            return obj
+        seen: set[str] = set()
+        duplicated = _Duplicated(obj)
+        duplicated.duplicates = sorted({k for k, _ in items if k in seen or seen.add(k)})  # type: ignore[func-returns-value]
+        marked = True
+        return duplicated
+
+    try:
+        doc = json.loads(body, object_pairs_hook=pairs)
+    except (ValueError, RecursionError):
+        return
+    if marked:
+        where = _where(doc, ())
+        raise ProblemError(422, "duplicate-keys", f"{len(where)} key(s) appear more than once in one object",
+                           [{"field": json_path(loc), "pointer": json_pointer(loc),
+                             "message": "duplicate key: each key may appear once"} for loc in where])
