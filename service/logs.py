@@ -37,14 +37,16 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": mask_text(record.getMessage()),
+            "msg": record.getMessage(),
         }
         fields = getattr(record, "fields", None)
         if fields:
             entry.update(fields)
         if record.exc_info:
-            entry["exc"] = mask_text(self.formatException(record.exc_info))
-        return orjson.dumps(entry, default=str).decode()
+            entry["exc"] = self.formatException(record.exc_info)
+        # Masked as a whole line: any field, at any depth, may carry what a client typed (an
+        # application id that is an ID number, an actor's free text).
+        return mask_text(orjson.dumps(entry, default=str).decode())
 
 
 def setup(level: str) -> None:

@@ -52,3 +52,32 @@ async def test_decision_logs_hold_no_unmasked_id_or_phone(client):
         orjson.loads(line)
         assert not ID_SHAPE.search(line), line
         assert not PHONE_SHAPE.search(line), line
+
+
+async def test_personal_data_typed_into_free_text_is_masked_in_logs_and_audit(client, runtime):
+    """An ID number sent as the application id, a phone in a list change's actor or reason: the
+    log lines and the audit trail keep them masked."""
+    from tests.factories import ADMIN
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old = root.level
+    root.setLevel(logging.INFO)
+    ident = id_number("19850101", "440301", "555")
+    try:
+        await client.post("/v1/decisions", content=orjson.dumps(application(ident)), headers=CLIENT)
+        change = {"values": ["13900001111"], "actor": f"desk {ident}", "reason": "caller 13912345678"}
+        resp = await client.post("/admin/lists/black_phones/entries", json=change, headers=ADMIN)
+        assert resp.status_code == 200
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old)
+    lines = stream.getvalue().splitlines()
+    assert any('"msg":"decision"' in line for line in lines) and any('"msg":"list changed"' in line for line in lines)
+    for line in lines:
+        assert not ID_SHAPE.search(line) and not PHONE_SHAPE.search(line), line
+    (entry,) = runtime.lists.audit("black_phones")
+    assert ident not in entry["actor"] and "13912345678" not in entry["reason"]

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from service.identifiers import id_number_valid, normalise, phone_valid, uscc_valid
-from service.logs import mask_id_number, mask_phone
+from service.logs import mask_id_number, mask_phone, mask_text
 from service.store.keys import KeyedHash
 from service.store.sqlite import connect
 
@@ -251,10 +251,11 @@ class SqliteLists:
                                       (change.list, key, shown, now))
             else:
                 cursor = conn.execute("DELETE FROM entries WHERE list = ? AND key = ?", (change.list, key))
-        if cursor.rowcount:
+        if cursor.rowcount:  # free text is kept masked: an actor or reason may quote an ID number or phone
             conn.execute("INSERT INTO audit (list, action, entry, actor, key_id, reason, at) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (change.list, change.action, shown, change.actor, change.key_id, change.reason, now))
+                         (change.list, change.action, shown, mask_text(change.actor), change.key_id,
+                          mask_text(change.reason), now))
         return cursor.rowcount
 
     def sizes(self) -> dict[str, int]:
