@@ -399,3 +399,29 @@ def test_lint_refuses_a_registry_check_on_a_product_without_a_business(tmp_path)
     with pytest.raises(RulesetError) as error:
         load_ruleset(rules)
     assert any("needs 'requires_business: true'" in str(e) and "[consumer_quick]" in str(e) for e in error.value.errors)
+
+
+async def test_a_hanging_provider_never_pushes_the_answer_past_the_deadline(tmp_path, simulator):
+    """With a provider timeout longer than the decision's deadline, the answer still goes out
+    within the deadline: the providers get what is left of it less the time deciding and
+    storing take."""
+    settings = Settings(data_dir=tmp_path / "data", providers_url=simulator.url, provider_key="k",
+                        deadline_ms=400, provider_timeout_ms=5000, provider_retries=1)
+    runtime = Runtime.from_settings(settings)
+    runtime.start()
+    simulator.set("identity", failure="hang", failure_rate=1.0)
+    transport = httpx.ASGITransport(app=create_app(settings, runtime))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            await client.post("/v1/decisions", json=application("warm-up", device={"device_id": "w"}), headers=CLIENT)
+            late = []
+            for n in range(5):
+                started = time.monotonic()
+                resp = await client.post("/v1/decisions", json=application(f"v-hang-{n}", device={"device_id": f"h{n}"}),
+                                         headers=CLIENT)
+                late.append(time.monotonic() - started - 0.4)
+                assert resp.json()["outcome"] == "refer"
+        assert max(late) < 0, [round(x * 1000, 1) for x in late]
+    finally:
+        await runtime.close_providers()
+        runtime.stop()
