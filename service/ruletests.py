@@ -12,6 +12,7 @@ arm's decision table and model; a row an arm adds or changes needs a case on tha
 from __future__ import annotations
 
 import copy
+import multiprocessing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from pydantic import ValidationError
 
 from service.decide import application_facts, decide
 from service.engine.facts import CATALOGUE, list_candidates
-from service.engine.ruleset import Ruleset, display_path
+from service.engine.ruleset import Ruleset, RulesetError, display_path, load_ruleset
 from service.engine.source import Located, Position, RuleError, load_yaml
 from service.schemas import DecisionRequest
 from service.stages.decision import Decision, Memberships
@@ -208,3 +209,48 @@ def _run_case(case: Any, fixtures: dict, ruleset: Ruleset, path: Path) -> CaseRe
     entries = MemoryLists(ruleset.list_kinds, lists)
     d = decide(facts, ruleset, arm, lists=Memberships(entries.memberships(list_candidates(facts, ruleset.list_kinds))))
     return CaseResult(name, case.position, check(d, expect))
+
+
+CHECK_TIMEOUT_S = 120.0  # a candidate whose tests run longer is refused
+
+
+def _verdict(directory: str, models: list[str], answer: Any) -> None:
+    """In the checking process: the version that passed, or the errors."""
+    try:
+        answer.send(("ok", check_ruleset(Path(directory), set(models)).version))
+    except RulesetError as exc:
+        answer.send(("refused", [str(e) for e in exc.errors]))
+
+
+def check_elsewhere(directory: Path, models: set[str], timeout_s: float = CHECK_TIMEOUT_S) -> str:
+    """Lint, compile and test ``directory`` in a process of its own (so that nothing it runs —
+    a rule test that keeps the interpreter busy for seconds — can hold this worker's
+    interpreter) and return the version that passed; RulesetError otherwise."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    process = context.Process(target=_verdict, args=(str(directory), sorted(models), send), daemon=True)
+    process.start()
+    send.close()
+    try:
+        if not receive.poll(timeout_s):
+            raise RulesetError([f"{directory}: linting and testing took over {timeout_s:g} s; refused"])
+        status, result = receive.recv()
+    except EOFError:
+        raise RulesetError([f"{directory}: the checking process died (exit {process.exitcode})"]) from None
+    finally:
+        process.kill()
+        process.join()
+        receive.close()
+    if status != "ok":
+        raise RulesetError(result)
+    return result
+
+
+def check_ruleset(directory: Path, models: set[str] | None = None) -> Ruleset:
+    """Lint and compile ``directory`` (its model routes against ``models``), then run its own
+    rule tests; RulesetError if anything fails."""
+    ruleset = load_ruleset(directory, models)
+    report = run_rule_tests(ruleset)
+    if not report.passed:
+        raise RulesetError([line for line in report.lines() if not line.startswith("ok")])
+    return ruleset

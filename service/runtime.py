@@ -15,7 +15,7 @@ from service import __version__, metrics
 from service.config import Settings
 from service.decisions import Decisions
 from service.engine.ruleset import Ruleset, RulesetError, load_ruleset
-from service.ruletests import run_rule_tests
+from service.ruletests import check_elsewhere, check_ruleset
 from service.gather import Gatherer
 from service.scoring.model import OnnxModel, load_models
 from service.store.decisions import DecisionStore
@@ -37,16 +37,6 @@ def build_providers(settings: Settings) -> dict[str, HttpProvider]:
                                               *settings.provider_options(name)),
                                CircuitBreaker(name, policy))
             for name, url in settings.provider_urls().items()}
-
-
-def check_ruleset(directory: Path, models: set[str] | None = None) -> Ruleset:
-    """Lint and compile ``directory`` (its model routes against ``models``), then run its own
-    rule tests; RulesetError if anything fails."""
-    ruleset = load_ruleset(directory, models)
-    report = run_rule_tests(ruleset)
-    if not report.passed:
-        raise RulesetError([line for line in report.lines() if not line.startswith("ok")])
-    return ruleset
 
 
 @dataclass
@@ -111,13 +101,17 @@ class Runtime:
                 and self.lists.healthy())
 
     async def reload(self, directory: Path | None = None) -> tuple[Ruleset | None, list[str]]:
-        """Lint, compile and test a ruleset off the event loop; swap it in only if all pass.
+        """Lint, compile and test a ruleset in another process, then compile it here off the
+        event loop; swap it in only if all pass and it is still the version that was tested.
 
         Requests already running keep the ruleset they started with."""
+        directory = directory or self.settings.rules_dir
         async with self._reload_lock:
             try:
-                ruleset = await asyncio.to_thread(check_ruleset, directory or self.settings.rules_dir,
-                                                  set(self.models))
+                tested = await asyncio.to_thread(check_elsewhere, directory, set(self.models))
+                ruleset = await asyncio.to_thread(load_ruleset, directory, set(self.models))
+                if ruleset.version != tested:
+                    raise RulesetError([f"{directory}: the files changed while they were tested; reload again"])
             except RulesetError as exc:
                 errors = [str(e) for e in exc.errors]
                 metrics.RULE_RELOADS.labels("refused").inc()

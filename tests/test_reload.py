@@ -84,25 +84,30 @@ async def test_a_ruleset_failing_its_own_tests_is_refused(rules_client, rules):
 
 async def test_reloads_while_requests_flow_fail_no_request(rules_client, rules):
     versions = set()
+    reloading = True
 
-    async def traffic():
+    async def traffic(name: str):
         answers = []
-        for i in range(150):
-            resp = await rules_client.post("/v1/decisions", content=orjson.dumps(application(f"flow-{i}")),
+        for i in range(3000):  # as long as the reloads last
+            resp = await rules_client.post("/v1/decisions", content=orjson.dumps(application(f"flow-{name}-{i}")),
                                            headers=CLIENT)
             answers.append(resp)
             await asyncio.sleep(0)
+            if not reloading:
+                break
         return answers
 
     async def reloads():
-        for n in range(8):
+        nonlocal reloading
+        for n in range(4):
             bump_threshold(rules, 2 + n % 5)  # 2..6 keep the bundled cases green
             resp = await rules_client.post("/admin/rules/reload", headers=ADMIN)
             assert resp.status_code == 200
             versions.add(resp.json()["version"])
             await asyncio.sleep(0.005)
+        reloading = False
 
-    results = await asyncio.gather(traffic(), traffic(), reloads())
+    results = await asyncio.gather(traffic("a"), traffic("b"), reloads())
     answers = results[0] + results[1]
     assert {r.status_code for r in answers} == {200}
     seen = {r.json()["versions"]["ruleset"] for r in answers}
@@ -123,3 +128,65 @@ def test_sighup_reloads_a_live_server(tmp_path, rules):
             assert server.proc.poll() is None
     finally:
         server.stop()
+
+
+def add_slow_rule(rules) -> None:
+    """A fraud rule whose pattern backtracks for seconds on its own test case."""
+    fraud = rules / "fraud.yaml"
+    fraud.write_text(fraud.read_text().replace("rules:\n", """rules:
+  - id: NAME_PATTERN_SLOW
+    description: a pattern that backtracks on its test case
+    when: matches('(a+)+$', applicant.name)
+    action: refer
+    message: Your application needs a manual review.
+""", 1))
+    cases = rules / "tests" / "fraud.yaml"
+    cases.write_text(cases.read_text().replace("cases:\n", """cases:
+  - name: a name that makes the pattern backtrack
+    base: good_consumer
+    application: {applicant: {name: aaaaaaaaaaaaaaaaaaaaaaaaaaa!}}
+    expect: {not_reasons: [NAME_PATTERN_SLOW]}
+  - name: the pattern's own hit
+    base: good_consumer
+    application: {applicant: {name: aaaa}}
+    expect: {reasons: [NAME_PATTERN_SLOW]}
+""", 1))
+
+
+def test_a_candidate_whose_tests_run_too_long_is_refused(rules):
+    from service.engine.ruleset import RulesetError
+    from service.ruletests import check_elsewhere
+
+    add_slow_rule(rules)
+    started = time.monotonic()
+    with pytest.raises(RulesetError) as refused:
+        check_elsewhere(rules, {"german_champion", "german_challenger"}, timeout_s=1.0)
+    assert "took over 1 s" in str(refused.value.errors[0]) and time.monotonic() - started < 3
+
+
+async def test_a_slow_candidate_never_stalls_serving(rules_client, rules):
+    """Linting and testing a candidate ruleset happen in another process: a rule test that keeps
+    the interpreter busy for seconds (a backtracking regular expression) does not hold this
+    worker's event loop, which keeps answering while the reload runs."""
+    add_slow_rule(rules)
+
+    async def decisions(label: str, count: int, until=None) -> list[float]:
+        took = []
+        for n in range(count):
+            if until is not None and until.done():
+                break
+            started = time.monotonic()
+            body = orjson.dumps(application(f"slow-{label}-{n}", device={"device_id": f"{label}{n}"}))
+            assert (await rules_client.post("/v1/decisions", content=body, headers=CLIENT)).status_code == 200
+            took.append(time.monotonic() - started)
+        return took
+
+    calm = await decisions("calm", 20)
+    reload = asyncio.ensure_future(rules_client.post("/admin/rules/reload", headers=ADMIN))
+    started = time.monotonic()
+    await asyncio.sleep(0.2)  # the candidate's tests are running
+    slept = time.monotonic() - started
+    busy = await decisions("busy", 500, until=reload)
+    assert (await reload).status_code == 200
+    assert slept < 0.5, f"the event loop stalled {slept:.2f} s while the candidate was tested"
+    assert len(busy) >= 10 and max(busy) < 0.5, (len(busy), max(busy), max(calm))
