@@ -272,6 +272,31 @@ def providers_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def keys_new(args: argparse.Namespace) -> int:
+    """A new random key, shown once, and the LOAN_API_KEYS entry that holds only its hash."""
+    import datetime as dt
+    import hashlib
+    import secrets
+
+    from service.config import parse_api_keys
+
+    key = secrets.token_urlsafe(32)
+    entry = f"{args.role}:{args.name}:{hashlib.sha256(key.encode()).hexdigest()}"
+    if args.expires:
+        entry += f":{args.expires}"
+    try:
+        (parsed,) = parse_api_keys(entry)
+    except ValueError as exc:
+        print(f"keys: {str(exc).removeprefix('entry 1: ')}", file=sys.stderr)
+        return 2
+    if parsed.expires is not None and parsed.expires < dt.date.today():
+        print("keys: that expiry date has passed", file=sys.stderr)
+        return 2
+    print(f"key (give it to the caller; it is not kept anywhere): {key}")
+    print(f"add to LOAN_API_KEYS (comma separated): {entry}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     # Every file this command creates (decisions, whitelist versions, lists, velocity, their
     # WAL and lock files) is private to the service's user: it holds personal data.
@@ -347,6 +372,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--database", help="decision store (default: the configured one)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=report_funnel)
+
+    keys = commands.add_parser("keys", help="API keys").add_subparsers(dest="keys_command", required=True)
+    p = keys.add_parser("new", help="make a key and print the LOAN_API_KEYS entry that holds its hash")
+    p.add_argument("--role", required=True, choices=["client", "admin"])
+    p.add_argument("--name", required=True, help="who holds it (audit trails and logs name it): bank-backend, ops-wang")
+    p.add_argument("--expires", help="the last day it works (YYYY-MM-DD, Beijing time)")
+    p.set_defaults(func=keys_new)
 
     providers = commands.add_parser("providers", help="verification providers").add_subparsers(
         dest="providers_command", required=True)

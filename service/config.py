@@ -6,8 +6,11 @@ message naming the variable, never a traceback deep inside the app.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -19,8 +22,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEV_CLIENT_KEY = "dev-client-key-change-me"
 DEV_ADMIN_KEY = "dev-admin-key-change-me"
 DEV_API_KEYS = (
-    f"client:{hashlib.sha256(DEV_CLIENT_KEY.encode()).hexdigest()},"
-    f"admin:{hashlib.sha256(DEV_ADMIN_KEY.encode()).hexdigest()}"
+    f"client:dev-client:{hashlib.sha256(DEV_CLIENT_KEY.encode()).hexdigest()},"
+    f"admin:dev-admin:{hashlib.sha256(DEV_ADMIN_KEY.encode()).hexdigest()}"
 )
 ROLES = ("client", "admin")
 PROVIDERS = ("identity", "face", "sms", "business")  # the verification checks a product may require
@@ -135,20 +138,46 @@ class Settings(BaseSettings):
         return self.api_keys == DEV_API_KEYS
 
 
-def parse_api_keys(value: str) -> dict[bytes, str]:
-    """``"role:hash,role:hash"`` → {hash bytes: role}; raises ValueError naming the bad entry."""
-    keys: dict[bytes, str] = {}
+@dataclass(frozen=True)
+class ApiKey:
+    """One configured key: its role, a name for audit trails and logs, its SHA-256, an expiry."""
+
+    role: str
+    name: str
+    digest: bytes
+    expires: dt.date | None = None  # the last day it works, Beijing time; None: no expiry
+
+
+KEY_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+
+
+def parse_api_keys(value: str) -> list[ApiKey]:
+    """``role:name:sha256[:YYYY-MM-DD]`` entries, comma separated (``role:sha256``, unnamed, is
+    still read: its name is its fingerprint); raises ValueError naming the bad entry."""
+    keys: list[ApiKey] = []
     for number, entry in enumerate(filter(None, (e.strip() for e in value.split(","))), 1):
-        role, sep, digest = entry.partition(":")
-        if not sep or role not in ROLES:
-            raise ValueError(f"entry {number}: expected 'client:<sha256>' or 'admin:<sha256>'")
+        parts = entry.split(":")
+        if len(parts) == 2:
+            parts = [parts[0], "", parts[1]]
+        if len(parts) not in (3, 4) or parts[0] not in ROLES:
+            raise ValueError(f"entry {number}: expected 'role:name:<sha256>[:YYYY-MM-DD]' with role "
+                             f"{' or '.join(ROLES)}")
+        role, name, digest = parts[:3]
         try:
             raw = bytes.fromhex(digest)
         except ValueError:
             raw = b""
         if len(raw) != 32:
             raise ValueError(f"entry {number}: the hash must be 64 hex digits (SHA-256 of the key)")
-        keys[raw] = role
+        if name and not KEY_NAME.fullmatch(name):
+            raise ValueError(f"entry {number}: a key name is lower-case letters, digits, '.', '_', '-'")
+        try:
+            expires = dt.date.fromisoformat(parts[3]) if len(parts) == 4 else None
+        except ValueError:
+            raise ValueError(f"entry {number}: the expiry must be a date, YYYY-MM-DD") from None
+        if any(k.digest == raw for k in keys):
+            raise ValueError(f"entry {number}: the same key twice")
+        keys.append(ApiKey(role, name or f"key-{digest[:12].lower()}", raw, expires))
     if not keys:
         raise ValueError("no API keys configured")
     return keys

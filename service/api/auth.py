@@ -1,4 +1,6 @@
-"""Bearer API keys with roles, stored only as SHA-256 hashes and compared in constant time.
+"""Bearer API keys with roles and names, stored only as SHA-256 hashes and compared in constant
+time. Several keys may hold one role (rotation: add the new key, move the callers, remove the
+old one); a key may expire.
 
 Keys are long random tokens, not passwords, so one SHA-256 is the right hash: a slow KDF would
 cost every request milliseconds for no gain against brute force of a 256-bit secret.
@@ -6,38 +8,53 @@ cost every request milliseconds for no gain against brute force of a 256-bit sec
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
+import logging
+from collections.abc import Callable
 
 from service.api.problems import ProblemError
+from service.config import ApiKey
+from service.identifiers import CHINA
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="loan-decision"'}
+log = logging.getLogger("service.api.auth")
+
+
+def today_in_beijing() -> dt.date:
+    return dt.datetime.now(CHINA).date()
 
 
 class KeyRing:
-    def __init__(self, hashed: dict[bytes, str]) -> None:
-        self._keys = list(hashed.items())
+    def __init__(self, keys: list[ApiKey], today: Callable[[], dt.date] = today_in_beijing) -> None:
+        self._keys = keys
+        self._today = today
 
-    def role_of(self, authorization: str | None) -> tuple[str | None, str]:
-        """(the key's role or None, the key's fingerprint for audit trails)."""
+    def key_of(self, authorization: str | None) -> ApiKey | None:
         if not authorization:
-            return None, ""
+            return None
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return None, ""
+            return None
         digest = hashlib.sha256(token.strip().encode("utf-8", "surrogateescape")).digest()
-        role = None
-        for known, known_role in self._keys:  # compare against every key: no early exit
-            if hmac.compare_digest(digest, known):
-                role = known_role
-        return role, digest.hex()[:12]
+        found = None
+        for key in self._keys:  # compare against every key: no early exit
+            if hmac.compare_digest(digest, key.digest):
+                found = key
+        return found
 
     def require(self, authorization: str | None, role: str) -> str:
-        """The key's fingerprint (the first 12 hex digits of its configured SHA-256), or 401/403."""
-        found, fingerprint = self.role_of(authorization)
-        if found is None:
+        """The key's name (what audit trails record), or 401 (no such key, or expired) / 403."""
+        key = self.key_of(authorization)
+        if key is None:
             raise ProblemError(401, "unauthorized", "a valid 'Authorization: Bearer <key>' is required",
                                headers=_CHALLENGE)
-        if found != role:
+        if key.expires is not None and self._today() > key.expires:
+            log.warning("an expired API key was used", extra={"fields": {"key": key.name,
+                                                                         "expired": key.expires.isoformat()}})
+            raise ProblemError(401, "unauthorized", f"this key expired on {key.expires.isoformat()}",
+                               headers=_CHALLENGE)
+        if key.role != role:
             raise ProblemError(403, "forbidden", f"this key's role may not call this endpoint (needs '{role}')")
-        return fingerprint
+        return key.name
