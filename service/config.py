@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     provider_retries: int = Field(1, ge=0, le=5)
     # Per-provider changes to the three above, JSON: {"face": {"timeout_ms": 1500, "concurrency": 8}}
     provider_overrides: str = ""
+    # Per API key and endpoint class, per worker: {"decisions": {"rate": 1000, "burst": 2000}, …}
+    rate_limits: str = ""
     breaker_open_s: float = Field(5.0, gt=0, le=600)
     breaker_slow_ms: float = Field(1000.0, gt=0, le=60000)
     # One deadline bounds a whole decision, provider calls and retries included.
@@ -78,6 +80,12 @@ class Settings(BaseSettings):
     @classmethod
     def _check_keys(cls, value: str) -> str:
         parse_api_keys(value)
+        return value
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _check_rate_limits(cls, value: str) -> str:
+        parse_rate_limits(value)
         return value
 
     @field_validator("provider_overrides")
@@ -181,6 +189,35 @@ def parse_api_keys(value: str) -> list[ApiKey]:
     if not keys:
         raise ValueError("no API keys configured")
     return keys
+
+
+RATE_CLASSES = ("decisions", "admin", "reviews")
+DEFAULT_RATE_LIMITS = {"decisions": (1000.0, 2000.0), "admin": (10.0, 50.0), "reviews": (20.0, 100.0)}
+
+
+def parse_rate_limits(value: str) -> dict[str, tuple[float, float]]:
+    """``{"admin": {"rate": 5, "burst": 20}}`` over the defaults → {class: (rate, burst)};
+    ValueError names what is wrong."""
+    limits = dict(DEFAULT_RATE_LIMITS)
+    if not value.strip():
+        return limits
+    try:
+        data = json.loads(value)
+    except ValueError:
+        raise ValueError("must be a JSON object") from None
+    if not isinstance(data, dict):
+        raise ValueError("must be a JSON object of class: {rate, burst}")
+    for kind, spec in data.items():
+        if kind not in RATE_CLASSES or not isinstance(spec, dict) or set(spec) - {"rate", "burst"}:
+            raise ValueError(f"'{kind}': classes are {', '.join(RATE_CLASSES)}, each {{rate, burst}}")
+        rate, burst = spec.get("rate", limits[kind][0]), spec.get("burst", limits[kind][1])
+        for name, number in (("rate", rate), ("burst", burst)):
+            if isinstance(number, bool) or not isinstance(number, (int, float)) or not 0 < number <= 1e6:
+                raise ValueError(f"{kind}.{name}: a number above 0, at most 1000000")
+        if burst < 1:
+            raise ValueError(f"{kind}.burst: at least 1")
+        limits[kind] = (float(rate), float(burst))
+    return limits
 
 
 OVERRIDE_LIMITS = {"timeout_ms": (1, 60000), "concurrency": (1, 4096), "retries": (0, 5)}

@@ -31,7 +31,8 @@ from service import metrics
 from service.api.auth import KeyRing
 from service.api.decision_route import (CLIENT_CLOSED, JSON, ClientDisconnected, DecisionEndpoint, FastPath,
                                         read_body, require_json, require_size)
-from service.config import Settings, parse_api_keys
+from service.api.ratelimit import RateLimiter
+from service.config import Settings, parse_api_keys, parse_rate_limits
 from service.api.problems import (MEDIA_TYPE, ProblemError, from_validation_error, json_path, json_pointer,
                                   reject_duplicate_keys)
 from service.runtime import Runtime
@@ -41,7 +42,7 @@ from service.store.lists import Change, EntryError
 
 log = logging.getLogger("service.api")
 
-_PROBLEMS = {code: {"model": Problem, "content": {MEDIA_TYPE: {}}} for code in (401, 403, 404, 422, 503)}
+_PROBLEMS = {code: {"model": Problem, "content": {MEDIA_TYPE: {}}} for code in (401, 403, 404, 422, 429, 503)}
 
 
 def _problem_response(exc: ProblemError) -> Response:
@@ -98,6 +99,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     settings = settings or Settings()
     runtime = runtime or Runtime.from_settings(settings)
     keys = KeyRing(parse_api_keys(settings.api_keys))
+    limiter = RateLimiter(parse_rate_limits(settings.rate_limits))
+
+    def admit(request: Request, role: str, kind: str) -> str:
+        """The calling key's name after its role (401/403) and its rate (429) are checked."""
+        name = keys.require(request.headers.get("authorization"), role)
+        limiter.take(name, kind)
+        return name
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -126,7 +134,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app = ServiceApp(title="Instant-loan decision API", version="1", lifespan=lifespan,
                      docs_url="/docs", redoc_url=None)
     app.state.runtime = runtime
-    endpoint = DecisionEndpoint(runtime, keys)
+    endpoint = DecisionEndpoint(runtime, keys, limiter)
     app.fast_path = endpoint
     app.add_middleware(HttpMetrics)
 
@@ -180,7 +188,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def get_decision(request: Request,
                            decision_id: Annotated[str, Path(max_length=64)],
                            explain: bool = False) -> Response:
-        keys.require(request.headers.get("authorization"), "client")
+        admit(request, "client", "decisions")
         return _stored(runtime.store.get(decision_id), explain)
 
     @app.get("/v1/decisions", tags=["decisions"], response_model=DecisionResponse,
@@ -188,7 +196,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def find_decision(request: Request,
                             application_id: Annotated[str, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
                             explain: bool = False) -> Response:
-        keys.require(request.headers.get("authorization"), "client")
+        admit(request, "client", "decisions")
         return _stored(runtime.store.get_by_application(application_id), explain)
 
     def _stored(record: Any, explain: bool) -> Response:
@@ -218,7 +226,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @app.get("/admin/rules", tags=["admin"], responses=_PROBLEMS, summary="The active ruleset")
     async def admin_rules(request: Request) -> dict[str, Any]:
-        keys.require(request.headers.get("authorization"), "admin")
+        admit(request, "admin", "admin")
         rs = runtime.ruleset
         return {"version": rs.version if rs else None, "directory": str(settings.rules_dir),
                 "errors": runtime.ruleset_errors,
@@ -234,7 +242,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     @app.post("/admin/rules/reload", tags=["admin"], responses=_PROBLEMS,
               summary="Load rules/ again; refused with its errors if it is not clean")
     async def admin_reload(request: Request) -> Response:
-        keys.require(request.headers.get("authorization"), "admin")
+        admit(request, "admin", "admin")
         ruleset, errors = await runtime.reload()
         if ruleset is None:
             raise ProblemError(422, "ruleset-refused", f"{len(errors)} error(s); the active ruleset stays",
@@ -247,7 +255,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return name
 
     async def _change_list(request: Request, name: str, action: str) -> Response:
-        key_id = keys.require(request.headers.get("authorization"), "admin")
+        key_id = admit(request, "admin", "admin")
         _list_name(name)
         require_json(request.headers.get("content-type", ""))
         body = await _read_body(request)
@@ -270,7 +278,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     @app.get("/admin/lists", tags=["admin"], responses=_PROBLEMS, summary="The declared lists and their sizes")
     async def admin_lists(request: Request) -> dict[str, Any]:
-        keys.require(request.headers.get("authorization"), "admin")
+        admit(request, "admin", "admin")
         sizes = runtime.lists.sizes()
         return {"lists": [{"name": name, "kind": kind, "entries": sizes.get(name, 0)}
                           for name, kind in sorted(runtime.lists.kinds.items())]}
@@ -293,7 +301,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
              summary="The latest changes to a list, newest first")
     async def list_audit(request: Request, name: str,
                          limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-        keys.require(request.headers.get("authorization"), "admin")
+        admit(request, "admin", "admin")
         return {"list": _list_name(name), "changes": runtime.lists.audit(name, limit)}
 
     def openapi() -> dict[str, Any]:

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from service import metrics
 from service.api.auth import KeyRing
 from service.api.problems import MEDIA_TYPE, ProblemError, from_validation_error, reject_duplicate_keys
+from service.api.ratelimit import RateLimiter
 from service.decisions import IdempotencyConflict
 from service.runtime import Runtime
 from service.schemas import DecisionRequest
@@ -54,9 +55,10 @@ def explain_flag(query: str) -> bool:
 
 
 class DecisionEndpoint:
-    def __init__(self, runtime: Runtime, keys: KeyRing) -> None:
+    def __init__(self, runtime: Runtime, keys: KeyRing, limiter: RateLimiter) -> None:
         self.runtime = runtime
         self.keys = keys
+        self.limiter = limiter
 
     async def answer(self, authorization: str | None, content_type: str, query: str, body: bytes,
                      received: float) -> Answer:
@@ -77,7 +79,7 @@ class DecisionEndpoint:
 
     async def _decide(self, authorization: str | None, content_type: str, query: str, body: bytes,
                       received: float) -> Answer:
-        self.keys.require(authorization, "client")
+        self.limiter.take(self.keys.require(authorization, "client"), "decisions")
         explain = explain_flag(query)
         require_json(content_type)
         require_size(body)
