@@ -42,9 +42,15 @@ def serve(args: argparse.Namespace) -> int:
     except ValueError as exc:  # e.g. an unreadable provider credentials file
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    from service.api.connections import raise_open_file_limit, with_request_timeout
+
     app = create_app(settings, runtime)
+    files = raise_open_file_limit()
+    if files < 4096:
+        print(f"warning: this process may open only {files} files (connections are files); "
+              "raise it (LimitNOFILE=65536 under systemd, ulimit -n)", file=sys.stderr)
     uvicorn.run(app, host=args.host or settings.host, port=args.port or settings.port,
-                workers=1, loop="uvloop", http="httptools", log_config=None,
+                workers=1, loop="uvloop", http=with_request_timeout(settings.request_timeout_s), log_config=None,
                 access_log=settings.access_log, timeout_graceful_shutdown=settings.shutdown_grace_s,
                 server_header=False)
     return 0

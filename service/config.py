@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     provider_retries: int = Field(1, ge=0, le=5)
     # Per-provider changes to the three above, JSON: {"face": {"timeout_ms": 1500, "concurrency": 8}}
     provider_overrides: str = ""
+    # A request must arrive whole within this from its connection (or the previous answer).
+    request_timeout_s: float = Field(10.0, gt=0, le=300)
+    # Requests in flight in one worker; beyond: 503 with Retry-After (probes are always answered).
+    max_in_flight: int = Field(512, ge=1, le=100_000)
     # Per API key and endpoint class, per worker: {"decisions": {"rate": 1000, "burst": 2000}, …}
     rate_limits: str = ""
     breaker_open_s: float = Field(5.0, gt=0, le=600)

@@ -89,10 +89,11 @@ class ServiceApp(FastAPI):
     """FastAPI with the decision fast path in front of its whole middleware stack."""
 
     fast_path: DecisionEndpoint | None = None  # None: POST /v1/decisions through FastAPI's route
+    max_in_flight: int = 512
 
     def build_middleware_stack(self) -> Any:
         stack = super().build_middleware_stack()
-        return FastPath(stack, self.fast_path) if self.fast_path is not None else stack
+        return FastPath(stack, self.fast_path, self.max_in_flight) if self.fast_path is not None else stack
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.state.runtime = runtime
     endpoint = DecisionEndpoint(runtime, keys, limiter)
     app.fast_path = endpoint
+    app.max_in_flight = settings.max_in_flight
     app.add_middleware(HttpMetrics)
 
     @app.exception_handler(ProblemError)

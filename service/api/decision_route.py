@@ -162,21 +162,49 @@ async def read_body(receive: Any, declared: str | None) -> bytes:
     return b"".join(chunks)
 
 
+PROBES = frozenset(("/healthz", "/readyz", "/metrics"))  # answered whatever the load
+OVERLOADED = ProblemError(503, "overloaded", "this worker has too many requests in flight; retry shortly",
+                          headers={"Retry-After": "1"})
+
+
 class FastPath:
     """The outermost ASGI layer: POST /v1/decisions goes straight to the endpoint, past every
     Starlette and FastAPI middleware (FastAPI's own telemetry included), and is counted here
-    like every other request; everything else goes to the FastAPI app."""
+    like every other request; everything else goes to the FastAPI app. Beyond ``max_in_flight``
+    requests at once a request is answered 503 with Retry-After at once, probes excepted."""
 
-    def __init__(self, app: Any, endpoint: DecisionEndpoint) -> None:
+    def __init__(self, app: Any, endpoint: DecisionEndpoint, max_in_flight: int = 512) -> None:
         self.app = app
         self.endpoint = endpoint
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "POST":
-            status = 500
-            try:
-                status = await self.endpoint(scope, receive, send)
-            finally:
-                metrics.child(metrics.HTTP_REQUESTS, PATH, "POST", str(status)).inc()
-        else:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if self.in_flight >= self.max_in_flight and path not in PROBES:
+            await _send_problem(send, OVERLOADED)
+            metrics.child(metrics.HTTP_REQUESTS, "overloaded", scope["method"], "503").inc()
+            return
+        self.in_flight += 1
+        try:
+            if path == PATH and scope["method"] == "POST":
+                status = 500
+                try:
+                    status = await self.endpoint(scope, receive, send)
+                finally:
+                    metrics.child(metrics.HTTP_REQUESTS, PATH, "POST", str(status)).inc()
+            else:
+                await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+async def _send_problem(send: Any, problem: ProblemError) -> None:
+    body = problem.body()
+    headers = [(b"content-type", MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode(), v.encode()) for k, v in problem.headers.items()]
+    await send({"type": "http.response.start", "status": problem.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
