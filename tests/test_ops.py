@@ -68,6 +68,22 @@ def test_alert_rules_cover_the_slos_and_the_operational_risks():
             assert metric_names(rule["expr"]) <= known, (rule.get("alert") or rule.get("record"), metric_names(rule["expr"]) - known)
 
 
+def test_every_alert_links_its_runbook_section():
+    """Each alert's runbook_url names a section of docs/RUNBOOK.md that says what it means, how
+    to confirm it and what to do."""
+    import re
+
+    doc = yaml.safe_load((OPS / "prometheus/alerts.yml").read_text())
+    alerts = [rule for group in doc["groups"] for rule in group["rules"] if "alert" in rule]
+    runbook = (REPO_ROOT / "docs" / "RUNBOOK.md").read_text()
+    sections = {title.lower(): body for title, body in re.findall(r"^## (\w+)\n(.*?)(?=^## |\Z)", runbook, re.S | re.M)}
+    for alert in alerts:
+        url = alert["annotations"].get("runbook_url", "")
+        assert url == f"docs/RUNBOOK.md#{alert['alert'].lower()}", alert["alert"]
+        body = sections.get(alert["alert"].lower())
+        assert body and all(part in body for part in ("**Means:**", "**Confirm:**", "**Do:**")), alert["alert"]
+
+
 def test_dashboard_has_every_row_and_reads_only_exported_metrics():
     dashboard = json.loads((OPS / "grafana/loan-decision.json").read_text())
     assert [p["title"] for p in dashboard["panels"] if p["type"] == "row"] == ROWS
