@@ -31,7 +31,8 @@ lint: setup
 	$(BIN)/loan-decision rules lint rules
 	$(BIN)/loan-decision rules test rules
 
-# promtool (Debian package 'prometheus') checks and unit-tests ops/prometheus/alerts.yml.
+# Debian package 'prometheus': promtool checks and unit-tests ops/prometheus/alerts.yml, and the
+# prometheus server scrapes a live service in tests/test_prometheus.py.
 tools:
 	@command -v promtool >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO=sudo; else \
