@@ -3,17 +3,26 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench setup tools
+.PHONY: run test lint bench setup tools lock
 
 setup: $(VENV)/.installed
 
 # Quiet: the installers' output goes to $(VENV)/install.log, shown only when something fails.
-$(VENV)/.installed: pyproject.toml
+# Every dependency comes pinned and hashed from requirements-dev.lock (regenerate: make lock).
+$(VENV)/.installed: pyproject.toml requirements-dev.lock
 	@echo "setting up $(VENV) (a minute or two the first time; log: $(VENV)/install.log)"
 	@$(PYTHON) -m venv $(VENV)
-	@{ $(BIN)/pip install --quiet --upgrade pip && $(BIN)/pip install --quiet -e '.[dev]'; } \
+	@{ $(BIN)/pip install --quiet --upgrade pip \
+	   && $(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock \
+	   && $(BIN)/pip install --quiet --no-deps -e .; } \
 	  > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	@touch $@
+
+# The lock files, from pyproject.toml: the runtime (the image) and the whole test set.
+LOCK := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links
+lock: setup
+	$(LOCK) --output-file requirements.lock pyproject.toml
+	$(LOCK) --extra dev --extra train --extra report --output-file requirements-dev.lock pyproject.toml
 
 # The service on its embedded defaults, with the provider simulator beside it (stopped with it)
 # and, on a fresh data folder, the demo whitelist (the README's example applicants). The

@@ -62,3 +62,47 @@ def test_the_simulator_on_a_taken_port_says_so_in_one_line():
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and f"127.0.0.1:{port}" in result.stderr
     assert "SIMULATOR_PORT" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def _pins(path) -> dict[str, tuple[str, int]]:
+    """{package: (version, how many hashes)} from a pip-compile lock file."""
+    import re
+
+    pins: dict[str, tuple[str, int]] = {}
+    name = None
+    for line in (REPO_ROOT / path).read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)==([^ ]+)", line)
+        if match:
+            name = match.group(1).lower().replace("_", "-")
+            pins[name] = (match.group(2), 0)
+        elif name and "--hash=sha256:" in line:
+            pins[name] = (pins[name][0], pins[name][1] + 1)
+    return pins
+
+
+def test_dependencies_are_locked_with_hashes_and_tests_run_what_production_runs():
+    import re
+    import tomllib
+
+    runtime, dev = _pins("requirements.lock"), _pins("requirements-dev.lock")
+    assert runtime and all(count > 0 for _, count in runtime.values()), "every runtime pin needs its hashes"
+    assert all(count > 0 for _, count in dev.values())
+    declared = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for requirement in declared:
+        name = re.match(r"[A-Za-z0-9_.-]+", requirement).group().lower().replace("_", "-")
+        assert name in runtime, f"{name} is a runtime dependency but not in requirements.lock (make lock)"
+    different = {name: (version, dev.get(name, ("missing",))[0]) for name, (version, _) in runtime.items()
+                 if dev.get(name, (None,))[0] != version}
+    assert not different, f"the test set runs other versions than production: {different} (make lock)"
+
+
+def test_the_image_installs_the_hashed_lock_into_a_venv_on_a_pinned_base():
+    import re
+
+    text = (REPO_ROOT / "Dockerfile").read_text()
+    assert re.search(r"ARG PYTHON_IMAGE=python:3\.11-slim-bookworm@sha256:[0-9a-f]{64}\n", text)
+    assert text.count("FROM ${PYTHON_IMAGE}") == 2
+    assert "--require-hashes -r requirements.lock" in text and "/wheels" not in text
+    assert "COPY --from=build /opt/venv /opt/venv" in text
+    for label in ("title", "description", "version", "licenses"):
+        assert f"org.opencontainers.image.{label}=" in text
