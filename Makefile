@@ -37,6 +37,8 @@ run: setup
 	LOAN_PROVIDER_KEY="$${LOAN_PROVIDER_KEY:-dev-provider-key}" $(BIN)/loan-decision serve
 
 lint: setup
+	@$(BIN)/ruff check service offline
+	@$(BIN)/mypy service
 	$(BIN)/loan-decision rules lint rules
 	$(BIN)/loan-decision rules test rules
 

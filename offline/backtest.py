@@ -52,8 +52,8 @@ _TYPES: dict[str, Any] = {BOOL: bool, NUMBER: float, STRING: str, DATE: dt.date}
 
 # The recordable facts as a TypedDict, so that pydantic-core checks names and types (no Python
 # per key): an unknown name is "Extra inputs are not permitted" at recorded.<name>.
-Recorded = TypedDict("Recorded", {name: _TYPES[kind] | None for name, kind in RECORDABLE.items()},
-                     total=False)
+Recorded = TypedDict("Recorded", {name: _TYPES[kind] | None for name, kind in RECORDABLE.items()},  # type: ignore[misc]
+                     total=False)  # built from the catalogue: mypy cannot see its keys
 Recorded.__pydantic_config__ = ConfigDict(extra="forbid", strict=True)  # type: ignore[attr-defined]
 
 
@@ -216,7 +216,8 @@ class Summary:
     by_grade: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     by_product: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     labelled: Counter = field(default_factory=Counter)  # approved / approved_bad / all / bad
-    amounts: Counter = field(default_factory=Counter)  # approved / approved_bad / expected_loss
+    # approved / approved_bad / expected_loss, in CNY
+    amounts: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     def add(self, result: Result) -> None:
         self.count += 1
@@ -255,7 +256,8 @@ class Summary:
         }
         if self.labelled["all"]:
             out["labelled"] = {
-                "applications": self.labelled["all"], "bad_rate_all": _ratio(self.labelled["bad"], self.labelled["all"]),
+                "applications": self.labelled["all"],
+                "bad_rate_all": _ratio(self.labelled["bad"], self.labelled["all"]),
                 "approved": self.labelled["approved"],
                 "bad_rate_approved": _ratio(self.labelled["approved_bad"], self.labelled["approved"]),
                 # realised: the amount lent to approvals that went bad, as a share of all lent

@@ -22,8 +22,8 @@ from typing import Any
 import orjson
 from stdnum.cn import ric, uscc
 
-from service.identifiers import CHINA
 from service.engine.regions import CAPITALS
+from service.identifiers import CHINA
 
 DM_TO_CNY = 5  # the one conversion factor for every amount
 FIRST_SUBMISSION = dt.datetime(2026, 1, 5, 8, 0, tzinfo=CHINA)
@@ -126,7 +126,8 @@ def recorded(body: dict[str, Any]) -> dict[str, Any]:
     app_id, amount = body["application_id"], body["loan"]["amount"]
     limit = min(200_000, max(5_000, math.ceil(amount * 1.5 / 1_000) * 1_000))
     facts: dict[str, Any] = {"verification.identity.status": "match", "verification.face.status": "pass",
-                             "verification.face.score": round(0.90 + int(_sha("score" + app_id)[:4], 16) % 100 / 1000, 3),
+                             "verification.face.score":
+                                 round(0.90 + int(_sha("score" + app_id)[:4], 16) % 100 / 1000, 3),
                              "verification.sms.status": "verified",
                              "whitelist.listed": True, "whitelist.limit": float(limit),
                              "whitelist.rate_tier": "T2", "whitelist.expired": False}

@@ -50,7 +50,8 @@ def model_card(spec: FeatureSpec, metrics: dict[str, Any]) -> str:
         "| --- | --- | --- | --- |",
     ]
     for f in spec.features:
-        encoding = f.encoding + (f" {list(f.levels)}" if f.levels else "") + (f" ({f.transform})" if f.transform else "")
+        encoding = (f.encoding + (f" {list(f.levels)}" if f.levels else "")
+                    + (f" ({f.transform})" if f.transform else ""))
         missing = f.missing + ("" if f.missing == "refuse" else f" {f.missing_value}")
         lines.append(f"| {f.name} | `{f.source}` | {encoding} | {missing} |")
     lines += [

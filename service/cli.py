@@ -27,7 +27,6 @@ def serve(args: argparse.Namespace) -> int:
 
     from service import logs
     from service.api.app import create_app
-
     from service.runtime import Runtime
     from service.scoring.model import ModelError
 
@@ -236,7 +235,7 @@ def report_funnel(args: argparse.Namespace) -> int:
     from offline.funnel import funnel, parse_time, render
 
     try:
-        until = parse_time(args.until) if args.until else dt.datetime.now(dt.timezone.utc)
+        until = parse_time(args.until) if args.until else dt.datetime.now(dt.UTC)
         since = parse_time(args.since) if args.since else until - dt.timedelta(days=7)
     except ValueError as exc:
         print(f"funnel: {exc} (use 2026-11-16, 2026-11-16T08:00 or an ISO time with offset)", file=sys.stderr)

@@ -241,9 +241,9 @@ def parse_provider_overrides(value: str) -> dict[str, dict[str, float]]:
         if name not in PROVIDERS or not isinstance(options, dict):
             raise ValueError(f"'{name}': providers are {', '.join(PROVIDERS)}, each with an object")
         for key, number in options.items():
-            low, high = OVERRIDE_LIMITS.get(key, (None, None))
-            if low is None:
+            if key not in OVERRIDE_LIMITS:
                 raise ValueError(f"{name}.{key}: settings are {', '.join(OVERRIDE_LIMITS)}")
+            low, high = OVERRIDE_LIMITS[key]
             if isinstance(number, bool) or not isinstance(number, (int, float)) or not low <= number <= high:
                 raise ValueError(f"{name}.{key}: a number from {low} to {high}")
     return data

@@ -168,7 +168,7 @@ class Decisions:
         d = decide(facts, ruleset, models=self.models, lists=gathered.lists, shadows=True)
         gathered.annotate(d.trace)
         decision_id = new_decision_id()
-        decided_at = dt.datetime.now(dt.timezone.utc)
+        decided_at = dt.datetime.now(dt.UTC)
         body = response(d, request, decision_id, received, decided_at)
         record = DecisionRecord(
             decision_id=decision_id, application_id=request.application_id, body_sha256=digest,

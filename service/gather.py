@@ -23,6 +23,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,7 +44,8 @@ NO_BUSINESS = {"status": "error", "error": "no_business"}
 class Provider(Protocol):
     """One external check. Returns result fields only (no images, tokens or raw bodies)."""
 
-    name: str  # identity | face | sms
+    @property
+    def name(self) -> str: ...  # identity | face | sms | business
 
     async def check(self, request: DecisionRequest, timeout_s: float) -> dict[str, Any]: ...
 
@@ -92,7 +94,7 @@ SOURCES = ("whitelist", "lists", "velocity")
 
 
 class Gatherer:
-    def __init__(self, providers: dict[str, Provider], whitelist: Whitelist, velocity: Velocity,
+    def __init__(self, providers: Mapping[str, Provider], whitelist: Whitelist, velocity: Velocity,
                  lists: Lists) -> None:
         self.providers = providers
         self.whitelist = whitelist

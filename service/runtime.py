@@ -15,8 +15,8 @@ from service import __version__, metrics
 from service.config import Settings
 from service.decisions import Decisions
 from service.engine.ruleset import Ruleset, RulesetError, load_ruleset
-from service.ruletests import check_elsewhere, check_ruleset
 from service.gather import Gatherer
+from service.ruletests import check_elsewhere, check_ruleset
 from service.scoring.model import OnnxModel, load_models
 from service.store.decisions import DecisionStore
 from service.store.keys import KeyedHash

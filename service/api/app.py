@@ -29,12 +29,26 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import metrics
 from service.api.auth import KeyRing
-from service.api.decision_route import (CLIENT_CLOSED, JSON, ClientDisconnected, DecisionEndpoint, FastPath,
-                                        read_body, require_json, require_size)
+from service.api.decision_route import (
+    CLIENT_CLOSED,
+    JSON,
+    ClientDisconnected,
+    DecisionEndpoint,
+    FastPath,
+    read_body,
+    require_json,
+    require_size,
+)
+from service.api.problems import (
+    MEDIA_TYPE,
+    ProblemError,
+    from_validation_error,
+    json_path,
+    json_pointer,
+    reject_duplicate_keys,
+)
 from service.api.ratelimit import RateLimiter
 from service.config import Settings, parse_api_keys, parse_rate_limits
-from service.api.problems import (MEDIA_TYPE, ProblemError, from_validation_error, json_path, json_pointer,
-                                  reject_duplicate_keys)
 from service.runtime import Runtime
 from service.schemas import DecisionRequest, DecisionResponse, ListChange, Problem
 from service.store.decisions import StoreUnavailable
@@ -42,7 +56,8 @@ from service.store.lists import Change, EntryError
 
 log = logging.getLogger("service.api")
 
-_PROBLEMS = {code: {"model": Problem, "content": {MEDIA_TYPE: {}}} for code in (401, 403, 404, 422, 429, 503)}
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "content": {MEDIA_TYPE: {}}} for code in (401, 403, 404, 422, 429, 503)}
 
 
 def _problem_response(exc: ProblemError) -> Response:
@@ -148,11 +163,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:
         errors = [{"field": json_path(tuple(e["loc"])), "pointer": json_pointer(tuple(e["loc"])),
                    "message": e["msg"]} for e in exc.errors()]
-        return _problem_response(ProblemError(422, "validation", f"{len(errors)} parameter(s) failed validation", errors))
+        return _problem_response(ProblemError(422, "validation", f"{len(errors)} parameter(s) failed validation",
+                                              errors))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> Response:
-        return _problem_response(ProblemError(exc.status_code, "http", str(exc.detail), headers=exc.headers))
+        return _problem_response(ProblemError(exc.status_code, "http", str(exc.detail),
+                                              headers=dict(exc.headers or {})))
 
     @app.exception_handler(ClientDisconnected)
     async def _gone(_: Request, exc: ClientDisconnected) -> Response:
@@ -219,6 +236,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             detail = (f"the ruleset was refused with {errors} error(s); GET /admin/rules lists them"
                       if errors else "a store or the ruleset is not usable")
             raise ProblemError(503, "not-ready", detail)
+        assert runtime.ruleset is not None  # ready() says so
         return _json(orjson.dumps({"status": "ready", "ruleset": runtime.ruleset.version,
                                    "models": sorted(m.version for m in runtime.models.values())}))
 

@@ -71,7 +71,8 @@ class DecisionEndpoint:
             problem = ProblemError(409, "idempotency-conflict", str(exc))
         except StoreUnavailable as exc:
             log.error("decision store unavailable", extra={"fields": {"error": str(exc)}})
-            problem = ProblemError(503, "store-unavailable", "the decision could not be stored; retry with the same body")
+            problem = ProblemError(503, "store-unavailable",
+                                   "the decision could not be stored; retry with the same body")
         except Exception:  # noqa: BLE001 - the contract: no input produces anything but a problem
             log.exception("unexpected error")
             problem = ProblemError(500, "internal", "unexpected error; it has been logged")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from service.api.problems import ProblemError
 
+
 @dataclass(frozen=True)
 class Limit:
     rate: float  # calls a second, sustained

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.identifiers import age_on, birth_date_from_id
 from service.engine.regions import km_from_province
+from service.identifiers import age_on, birth_date_from_id
 from service.schemas import DecisionRequest
 
 

@@ -91,7 +91,8 @@ class _Compiler:
 
     def guarded(self, operands: list[ast.expr]) -> tuple[list[ast.expr], list[ast.expr]]:
         """For each non-constant operand: a `(_t := x) is not None` guard and the temp to use."""
-        guards, uses = [], []
+        guards: list[ast.expr] = []
+        uses: list[ast.expr] = []
         for op in operands:
             if self.is_const(op):
                 uses.append(op)
@@ -263,9 +264,12 @@ class _Compiler:
                 raise self.fail(arg, "missing() takes a field path")
             code, _ = self.visit(arg, depth)
             return ast.Compare(code, [ast.Is()], [ast.Constant(None)]), BOOL
-        args = []
+        args: list[ast.expr] = []
+        literals: dict[int, str] = {}  # the literal string arguments (list names, patterns), checked above
         for index, arg in enumerate(node.args):
             if index in spec.literal_args:
+                assert isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+                literals[index] = arg.value
                 args.append(ast.Constant(arg.value))
                 continue
             code, kind = self.visit(arg, depth)
@@ -275,7 +279,7 @@ class _Compiler:
             args.append(code)
         if name == "matches":
             try:
-                regex = re.compile(args[0].value)
+                regex = re.compile(literals[0])
             except re.error as exc:
                 raise self.fail(node.args[0], f"bad regular expression: {exc}") from None
             guards, (text,) = self.guarded([args[1]])
@@ -287,7 +291,7 @@ class _Compiler:
             method = "contains" if name == "in_list" else "contains_any"
             read = node.args[1]
             path = self.path_of(read) if isinstance(read, (ast.Name, ast.Attribute)) else None
-            self.list_reads.add((args[0].value, path, name == "any_in_list"))
+            self.list_reads.add((literals[0], path, name == "any_in_list"))
             return ast.Call(ast.Attribute(ast.Name("L", ast.Load()), method, ast.Load()), args, []), BOOL
         return ast.Call(self.bind(spec.fn), args, []), spec.returns
 

@@ -15,8 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.engine.facts import ANY, BOOL, DATE, DATETIME, LIST, NUMBER, STRING
-from service.identifiers import (age_from_id, birth_date_from_id, id_number_valid, id_region_known,
-                                 phone_valid, uscc_valid)
+from service.identifiers import (
+    age_from_id,
+    birth_date_from_id,
+    id_number_valid,
+    id_region_known,
+    phone_valid,
+    uscc_valid,
+)
 
 
 def distance_km(lat1: float | None, lon1: float | None, lat2: float | None,

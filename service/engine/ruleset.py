@@ -411,9 +411,10 @@ class _Loader:
                     self.error(entry.position, "an approve row needs an 'offer'", row_id)
                 else:
                     self.unknown_keys(offer_doc, {"amount", "limit", "term_months", "rate_tier"}, row_id)
-                    parts = [self.expression(offer_doc, k, t, row_id) for k, t in (
-                        ("amount", NUMBER), ("limit", NUMBER), ("term_months", NUMBER), ("rate_tier", STRING))]
-                    offer = OfferSpec(*parts) if all(parts) else None
+                    amount, limit, term, tier = (self.expression(offer_doc, k, t, row_id) for k, t in (
+                        ("amount", NUMBER), ("limit", NUMBER), ("term_months", NUMBER), ("rate_tier", STRING)))
+                    offer = (OfferSpec(amount, limit, term, tier)
+                             if amount and limit and term and tier else None)
             else:
                 reason = entry.get("reason")
                 if not isinstance(reason, str) or not reason.isupper():

@@ -280,6 +280,8 @@ class _SpecLoader:
                 self.error(doc.at(key), f"'{key}' must be a mapping")
         if self.errors:
             raise SpecError(self.errors)
+        assert isinstance(calibration, Located) and isinstance(points, Located)  # checked just above
+        assert isinstance(grades_doc, Located) and isinstance(training, Located)
         grades = tuple(Grade(str(g), self.number(grades_doc, g, 0, 1)) for g in grades_doc)
         bounds = [g.max_pd for g in grades]
         if len(grades) < 2 or bounds != sorted(set(bounds)) or bounds[-1] != 1:

@@ -40,7 +40,7 @@ def run(d: Decision) -> dict[str, Any]:
         return {"model": facts["score.model"], "recorded": True}
     name, segment = route(d)
     model = d.models.get(name) if name else None
-    if model is None:
+    if name is None or model is None:
         return {"model": None, "segment": segment, "why": "no model for this segment"}
     if name in d.scores:  # a shadow arm on the model the live arm already ran
         score, detail = d.scores[name]

@@ -217,7 +217,7 @@ class SqliteLists:
                 errors.append((index, str(exc)))
         if errors:
             raise EntryError(errors)
-        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         conn = self._conn
         assert conn is not None, "list store not open"
         changed = 0

@@ -205,7 +205,9 @@ def _load(partial: Path, staging: Path, source: Path, keyed: KeyedHash,
                         errors.append(f"line {line}: expected {width} columns, found {len(row)}")
                     continue
                 try:
-                    key, segment, limit, tier, until = _parse_row(*(row[i] for i in order), keyed, by_hash)
+                    identity, segment_text, limit_text, tier_text, until_text = (row[i] for i in order)
+                    key, segment, limit, tier, until = _parse_row(identity, segment_text, limit_text, tier_text,
+                                                                  until_text, keyed, by_hash)
                 except ValueError as exc:
                     bad += 1
                     if len(errors) < SHOWN_ERRORS:
@@ -238,7 +240,7 @@ def _load(partial: Path, staging: Path, source: Path, keyed: KeyedHash,
                 len(duplicates)) from None
         conn.executemany("INSERT INTO meta VALUES (?, ?)", [
             ("rows", str(rows)), ("source", source.name), ("keys_sha256", digest.hexdigest()),
-            ("imported_at", dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))])
+            ("imported_at", dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))])
         conn.execute("COMMIT")
         conn.execute("DETACH staging")
     finally:

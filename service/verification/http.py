@@ -143,8 +143,9 @@ class ConnectionPool:
             try:
                 handed = await waiter
             except BaseException:
-                if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
-                    self._release(waiter.result())  # handed over just as we gave up
+                given = waiter.result() if waiter.done() and not waiter.cancelled() else None
+                if given is not None:
+                    self._release(given)  # handed over just as we gave up
                 elif waiter.done() and not waiter.cancelled():
                     self._open -= 1  # a slot handed over just as we gave up
                     self._wake()

@@ -99,8 +99,8 @@ def _business_result(body: Any) -> dict[str, Any]:
     if not isinstance(match, bool) or not isinstance(abnormal, bool):
         raise ValueError("business: 'representative_match' and 'abnormal_operations' must be true or false")
     try:
-        established = dt.date.fromisoformat(body.get("established"))
-    except (TypeError, ValueError):
+        established = dt.date.fromisoformat(str(body["established"]))
+    except (KeyError, ValueError):
         raise ValueError("business: 'established' must be a date") from None
     return {"status": status, "representative_match": match, "established": established, "abnormal": abnormal}
 
