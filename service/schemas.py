@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
 
@@ -59,202 +59,432 @@ Outcome = Literal["approve", "decline", "refer"]
 Stage = Literal["validation", "verification", "enrichment", "fraud", "scoring", "strategy"]
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
+# The README's example application and what it is answered: the OpenAPI document shows them,
+# and a test checks that the first is valid and the same as tests/example-application.json.
+EXAMPLE_REQUEST: dict[str, Any] = {
+    "application_id": "app-readme-1",
+    "product": "consumer_quick",
+    "channel": "mobile_banking",
+    "submitted_at": "2026-11-23T09:30:00+08:00",
+    "applicant": {
+        "name": "Zhang Wei",
+        "id_number": "110105199003071239",
+        "phone": "13800138000",
+        "occupation": "salaried",
+        "monthly_income": 12000,
+        "employment_years": 5,
+        "residence_years": 3,
+        "housing": "rent",
+        "dependents": 1
+    },
+    "loan": {
+        "amount": 30000,
+        "term_months": 12,
+        "purpose": "consumption"
+    },
+    "device": {
+        "device_id": "dev-abc",
+        "ip": "203.0.113.7",
+        "os": "android",
+        "is_emulator": False,
+        "is_rooted": False,
+        "gps": {
+            "lat": 39.9,
+            "lon": 116.4
+        },
+        "typing_ms_per_char": 180,
+        "form_fill_seconds": 95
+    },
+    "verification": {
+        "sms": {
+            "request_id": "sms-1",
+            "code": "123456"
+        },
+        "face": {
+            "liveness_token": "tok-good"
+        }
+    },
+    "consents": {
+        "credit_inquiry": True,
+        "data_processing": True,
+        "e_signature": {
+            "signed_at": "2026-11-23T09:29:50+08:00",
+            "document_sha256": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        }
+    },
+    "bank": {
+        "deposit_balance": 20000,
+        "avg_balance_6m": 15000,
+        "savings_balance": 5000,
+        "relationship_years": 4,
+        "payroll": True
+    },
+    "bureau": {
+        "credit_history": "paid_duly",
+        "open_loans": 1,
+        "overdue_count_24m": 0,
+        "max_overdue_days": 0,
+        "queries_3m": 1,
+        "multi_lender_count": 1,
+        "total_debt": 8000
+    },
+    "attachments": [
+        {
+            "type": "id_front",
+            "sha256": "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+        },
+        {
+            "type": "id_back",
+            "sha256": "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+        }
+    ]
+}
+EXAMPLE_RESPONSE: dict[str, Any] = {
+    "decision_id": "dec_01KBJX1R0TQ6S1M8S3WG0Y5F2V",
+    "application_id": "app-readme-1",
+    "outcome": "approve",
+    "offer": {
+        "amount": 21000.0,
+        "limit": 35000.0,
+        "term_months": 12,
+        "annual_rate": 0.08,
+        "rate_tier": "T3"
+    },
+    "reasons": [],
+    "score": {
+        "model": "german_champion-ebdae173da93",
+        "pd": 0.052,
+        "points": 571.0,
+        "grade": "C"
+    },
+    "versions": {
+        "ruleset": "rs-e9df9e58be2a",
+        "model": "german_champion-ebdae173da93",
+        "service": "0.1.0"
+    },
+    "experiment": {
+        "arm": "champion"
+    },
+    "submitted_at": "2026-11-23T09:30:00+08:00",
+    "decided_at": "2026-11-23T01:30:00.012000+00:00",
+    "disburse_by": "2026-11-23T09:40:00+08:00",
+    "elapsed_ms": 3.1
+}
+
+
+class Documented(BaseModel):
+    # Each field's docstring is its description in the OpenAPI document.
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+
+class Strict(Documented):
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True,
+                              use_attribute_docstrings=True)
 
 
 class Applicant(Strict):
     name: Name
+    """Full name as on the resident identity card."""
     id_number: IdNumber
+    """18-character PRC resident identity number; the last character may be X."""
     phone: Phone
+    """Mainland mobile number, 11 digits, verified by the SMS code."""
     occupation: Occupation
+    """What the applicant does for a living; each product accepts some."""
     monthly_income: Money
+    """Stated monthly income, CNY."""
     employment_years: Years
+    """Years in the current work."""
     residence_years: Years
+    """Years at the current address."""
     housing: Housing
+    """Whether the applicant owns, rents or lives with family."""
     dependents: Annotated[int, Field(ge=0, le=100)]
+    """People the applicant supports."""
 
 
 class Loan(Strict):
     amount: Annotated[float, Field(gt=0, le=MONEY_MAX)]
+    """Amount requested, CNY."""
     term_months: Annotated[int, Field(gt=0, le=600)]
+    """Term requested, in months; each product offers some terms."""
     purpose: Purpose
+    """What the money is for."""
 
 
 class Gps(Strict):
     lat: Annotated[float, Field(ge=-90, le=90)]
+    """Latitude, degrees."""
     lon: Annotated[float, Field(ge=-180, le=180)]
+    """Longitude, degrees."""
 
 
 class Device(Strict):
     device_id: Annotated[str, Field(min_length=1, max_length=128)]
+    """The mobile app's stable device identifier."""
     ip: IpAddress
+    """The device's public IP address, v4 or v6."""
     os: DeviceOs
+    """Operating system of the device."""
     is_emulator: bool
+    """The app detected an emulator."""
     is_rooted: bool
+    """The app detected a rooted or jail-broken device."""
     gps: Gps | None = None
+    """Where the device was when the customer applied, if the customer allowed it."""
     typing_ms_per_char: Annotated[float, Field(ge=0, le=1e6)] | None = None
+    """Average milliseconds between key strokes while filling in the form."""
     form_fill_seconds: Annotated[float, Field(ge=0, le=1e7)] | None = None
+    """Seconds from opening the form to submitting it."""
 
 
 class SmsCode(Strict):
     request_id: Annotated[str, Field(min_length=1, max_length=128)]
+    """The SMS provider's id of the code sent."""
     code: Annotated[str, Field(min_length=1, max_length=16)]
+    """The code the customer typed."""
 
 
 class FaceToken(Strict):
     liveness_token: Annotated[str, Field(min_length=1, max_length=4096)]
+    """Token from the mobile liveness SDK; the face provider compares it with the ID photo."""
 
 
 class Verification(Strict):
     sms: SmsCode
+    """The SMS one-time code to verify."""
     face: FaceToken
+    """The liveness result to compare."""
 
 
 class ESignature(Strict):
     signed_at: AwareDatetime
+    """When the customer signed the loan contract."""
     document_sha256: Sha256Hex
+    """SHA-256 of the signed document, hex."""
 
 
 class Consents(Strict):
     credit_inquiry: bool
+    """The customer consents to a credit-bureau inquiry."""
     data_processing: bool
+    """The customer consents to the processing of personal data (PIPL)."""
     e_signature: ESignature | None = None
+    """The electronic signature of the contract, if signed at application."""
 
 
 class Bank(Strict):
     deposit_balance: Money | None = None
+    """Current deposit balance with the bank, CNY."""
     avg_balance_6m: Money | None = None
+    """Average balance over six months, CNY."""
     savings_balance: Money | None = None
+    """Savings balance, CNY."""
     relationship_years: Years | None = None
+    """Years as the bank's customer."""
     payroll: bool | None = None
+    """Salary is paid into an account at the bank."""
 
 
 class Bureau(Strict):
     credit_history: CreditHistory | None = None
+    """Credit-bureau summary of repayment history."""
     open_loans: Count | None = None
+    """Loans open now."""
     overdue_count_24m: Count | None = None
+    """Overdue payments in the last 24 months."""
     max_overdue_days: Count | None = None
+    """Longest overdue period, days."""
     queries_3m: Count | None = None
+    """Credit inquiries by lenders in the last three months."""
     multi_lender_count: Count | None = None
+    """Lenders the applicant has borrowed from."""
     total_debt: Money | None = None
+    """Outstanding debt, CNY."""
 
 
 class Collateral(Strict):
     type: CollateralType
+    """What secures the loan, if anything."""
     value: Money | None = None
+    """Its value, CNY."""
 
 
 class Business(Strict):
     uscc: Annotated[str, Field(min_length=18, max_length=18)]
+    """Unified social credit code (GB 32100-2015), 18 characters; checked with the business registry."""
     name: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    """Registered name of the business."""
     years_operating: Years | None = None
+    """Years of operation as stated; rules use the registry's date instead."""
     annual_revenue: Money | None = None
+    """Stated annual revenue, CNY."""
 
 
 class RelatedParty(Strict):
     relation: Relation
+    """How the party relates to the applicant."""
     name: Name
+    """Full name."""
     id_number: IdNumber | None = None
+    """Resident identity number, if known."""
     phone: Phone | None = None
+    """Mainland mobile number, if known."""
 
 
 class Attachment(Strict):
     type: AttachmentType
+    """What the document is."""
     sha256: Sha256Hex
+    """SHA-256 of the document, hex (the document stays with the bank)."""
 
 
 class DecisionRequest(Strict):
     """POST /v1/decisions body."""
 
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True,
+                              use_attribute_docstrings=True, json_schema_extra={"examples": [EXAMPLE_REQUEST]})
+
     application_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    """The bank's id of this application; also the idempotency key."""
     product: Annotated[str, Field(min_length=1, max_length=64)]
+    """A product code from rules/products.yaml."""
     channel: Channel
+    """Where the customer applied."""
     submitted_at: AwareDatetime
+    """When the customer pressed submit, with its UTC offset."""
     applicant: Applicant
+    """Who applies."""
     loan: Loan
+    """What is asked for."""
     device: Device
+    """The device the customer applied from."""
     verification: Verification
+    """What the app collected for the identity checks."""
     consents: Consents
+    """The customer's consents."""
     bank: Bank | None = None
+    """The bank's own data on the customer."""
     bureau: Bureau | None = None
+    """Credit-bureau summary."""
     collateral: Collateral | None = None
+    """Collateral, if any."""
     business: Business | None = None
+    """The business, for merchant products."""
     related_parties: Annotated[list[RelatedParty], Field(max_length=20)] | None = None
+    """Spouse, guarantors, partners and contacts."""
     attachments: Annotated[list[Attachment], Field(max_length=20)] | None = None
+    """Documents the customer uploaded, by hash."""
 
 
 # --- response -------------------------------------------------------------------------------
 
 
-class Offer(BaseModel):
+class Offer(Documented):
     amount: float
+    """Amount offered, CNY."""
     limit: float
+    """Credit limit, CNY."""
     term_months: int
+    """Term, months."""
     annual_rate: float
+    """Annual interest rate, e.g. 0.0435."""
     rate_tier: str
+    """The product's rate tier."""
 
 
-class Reason(BaseModel):
+class Reason(Documented):
     code: str
+    """Reason code: a rule id or a strategy reason (UPPER_SNAKE_CASE)."""
     stage: Stage
+    """The stage that gave it."""
     message: str
+    """What it means for the applicant."""
 
 
-class Score(BaseModel):
+class Score(Documented):
     model: str
+    """The model and its version."""
     pd: float
+    """Probability of default."""
     points: float
+    """Score points (higher is better)."""
     grade: str
+    """Risk grade, A (best) to E."""
 
 
-class Versions(BaseModel):
+class Versions(Documented):
     ruleset: str
+    """The ruleset version."""
     model: str | None
+    """The scoring model version, null if unscored."""
     service: str
+    """The service version."""
 
 
-class Experiment(BaseModel):
+class Experiment(Documented):
     arm: str
+    """The champion/challenger arm that decided."""
 
 
-class TraceStage(BaseModel):
+class TraceStage(Documented):
     stage: Stage
+    """The stage."""
     ms: float = Field(description="wall time of the stage in milliseconds")
     reasons: list[str]
+    """Reason codes it gave."""
     detail: dict = Field(default_factory=dict, description="rules evaluated, provider calls, …")
 
 
-class DecisionResponse(BaseModel):
+class DecisionResponse(Documented):
+    model_config = ConfigDict(use_attribute_docstrings=True, json_schema_extra={"examples": [EXAMPLE_RESPONSE]})
+
     decision_id: str
+    """This decision's id: 'dec_' and a ULID."""
     application_id: str
+    """The application's id, as sent."""
     outcome: Outcome
+    """approve, decline or refer."""
     offer: Offer | None
+    """The offer when approved; null otherwise."""
     reasons: list[Reason]
+    """Why, one entry per reason code."""
     score: Score | None
+    """The credit score; null when scoring did not run."""
     versions: Versions
+    """What decided: ruleset, model, service."""
     experiment: Experiment
-    submitted_at: str
-    decided_at: str
-    disburse_by: str = Field(description="submitted_at + 10 minutes: the SLA end")
+    """The experiment arm."""
+    submitted_at: AwareDatetime
+    """When the customer pressed submit, as sent."""
+    decided_at: AwareDatetime
+    """When the decision was made (UTC)."""
+    disburse_by: AwareDatetime = Field(description="submitted_at + 10 minutes: the SLA end")
     elapsed_ms: float
+    """Time to decide inside the service, milliseconds."""
     trace: list[TraceStage] | None = Field(None, description="present with ?explain=true")
 
 
-class FieldError(BaseModel):
+class FieldError(Documented):
     field: str = Field(description="JSON path of the bad field, e.g. applicant.id_number")
     pointer: str = Field(description="the same path as an RFC 6901 JSON pointer")
     message: str
+    """What is wrong with it."""
 
 
-class Problem(BaseModel):
+class Problem(Documented):
     """RFC 9457 problem details (application/problem+json)."""
 
     type: str
+    """A URI naming the kind of problem."""
     title: str
+    """The status's name."""
     status: int
+    """The HTTP status."""
     detail: str
+    """What went wrong, for a person."""
     errors: list[FieldError] | None = None
+    """Each bad field, for 422."""
 
 
 # --- admin: lists ---------------------------------------------------------------------------
@@ -265,5 +495,6 @@ class ListChange(Strict):
 
     values: Annotated[list[Annotated[str, Field(min_length=1, max_length=128)]],
                       Field(min_length=1, max_length=10_000)]
+    """The entries to add or remove (checked for the list's kind)."""
     actor: Annotated[str, Field(min_length=1, max_length=64, description="the person making the change")]
     reason: Annotated[str, Field(min_length=1, max_length=500, description="why: ticket, case number")]

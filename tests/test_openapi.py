@@ -129,3 +129,81 @@ def test_paths_and_security(openapi):
     assert {"200", "401", "403", "409", "413", "415", "422", "503"} <= set(post["responses"])
     assert post["security"] == [{"bearer": []}]
     assert "security" not in paths["/healthz"]["get"]
+
+
+def test_the_document_is_valid_openapi_with_named_operations_and_described_fields(openapi):
+    from openapi_spec_validator import validate
+
+    validate(openapi)
+    operations = [op for path in openapi["paths"].values() for op in path.values()]
+    ids = [op["operationId"] for op in operations]
+    assert len(ids) == len(set(ids)) and all(re.fullmatch(r"[a-z][A-Za-z]+", i) for i in ids), ids
+    undocumented = [f"{name}.{field}" for name, schema in openapi["components"]["schemas"].items()
+                    for field, spec in schema.get("properties", {}).items() if not spec.get("description")]
+    assert not undocumented
+    response = openapi["components"]["schemas"]["DecisionResponse"]["properties"]
+    assert all(response[f]["format"] == "date-time" for f in ("decided_at", "disburse_by", "submitted_at"))
+    metrics = openapi["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain; version=0.0.4"]
+    for op in operations:
+        for status, spec in op["responses"].items():
+            if status.startswith(("4", "5")):
+                assert list(spec["content"]) == ["application/problem+json"], (op["operationId"], status)
+                assert spec["content"]["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+
+
+def test_the_examples_are_valid_and_the_readmes(openapi):
+    import orjson
+
+    from service.schemas import DecisionRequest, DecisionResponse
+
+    (request,) = openapi["components"]["schemas"]["DecisionRequest"]["examples"]
+    DecisionRequest.model_validate_json(orjson.dumps(request))
+    assert request == orjson.loads((REPO_ROOT / "tests/example-application.json").read_bytes())
+    (response,) = openapi["components"]["schemas"]["DecisionResponse"]["examples"]
+    DecisionResponse.model_validate(response)
+
+
+async def test_every_documented_status_of_the_decision_endpoint_is_what_a_request_gets(tmp_path):
+    """Each error status POST /v1/decisions documents is produced by some request, as
+    application/problem+json with the documented shape; and nothing else is produced."""
+    import httpx
+    import orjson
+
+    from service.runtime import Runtime
+    from service.schemas import Problem
+    from tests.factories import ADMIN, CLIENT, application
+
+    settings = Settings(data_dir=tmp_path / "data", rate_limits='{"decisions": {"rate": 0.01, "burst": 6}}')
+    runtime = Runtime.from_settings(settings)
+    runtime.start()
+    app = create_app(settings, runtime)
+    documented = set(app.openapi()["paths"]["/v1/decisions"]["post"]["responses"])
+    body = orjson.dumps(application("doc-1"))
+    json_type = {"Content-Type": "application/json"}
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            async def post(content: bytes, headers: dict) -> httpx.Response:
+                return await client.post("/v1/decisions", content=content, headers=headers)
+
+            got = {
+                "200": await post(body, {**CLIENT, **json_type}),
+                "401": await post(body, json_type),
+                "403": await post(body, {**ADMIN, **json_type}),
+                "409": await post(orjson.dumps(application("doc-1", loan={"amount": 1234})), {**CLIENT, **json_type}),
+                "413": await post(b"{" + b" " * 70_000 + b"}", {**CLIENT, **json_type}),
+                "415": await post(body, {**CLIENT, "Content-Type": "text/plain"}),
+                "422": await post(b"{", {**CLIENT, **json_type}),
+            }
+            ruleset, runtime.ruleset = runtime.ruleset, None  # as when no valid ruleset loaded
+            got["503"] = await post(orjson.dumps(application("doc-2")), {**CLIENT, **json_type})
+            runtime.ruleset = ruleset
+            got["429"] = await post(orjson.dumps(application("doc-3")), {**CLIENT, **json_type})  # 6 calls: burst spent
+    finally:
+        runtime.stop()
+    assert {status: resp.status_code for status, resp in got.items()} == {status: int(status) for status in got}
+    for status, resp in got.items():
+        if status != "200":
+            assert resp.headers["content-type"] == "application/problem+json", status
+            assert Problem.model_validate_json(resp.content).status == int(status)
+    assert set(got) == documented

@@ -41,6 +41,7 @@ from service.api.decision_route import (
 )
 from service.api.problems import (
     MEDIA_TYPE,
+    TITLES,
     ProblemError,
     from_validation_error,
     json_path,
@@ -56,8 +57,12 @@ from service.store.lists import Change, EntryError
 
 log = logging.getLogger("service.api")
 
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "content": {MEDIA_TYPE: {}}} for code in (401, 403, 404, 422, 429, 503)}
+def _problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for error statuses: RFC 9457 problem details, as they are sent."""
+    return {code: {"description": TITLES[code], "content": {
+        MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}} for code in codes}
+
+
 
 
 def _problem_response(exc: ProblemError) -> Response:
@@ -187,9 +192,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return _problem_response(ProblemError(500, "internal", "unexpected error; it has been logged"))
 
     @app.post("/v1/decisions", tags=["decisions"], summary="Decide on one loan application",
-              response_model=DecisionResponse, response_model_exclude_none=False,
-              responses={**_PROBLEMS, 409: {"model": Problem}, 413: {"model": Problem},
-                         415: {"model": Problem}},
+              operation_id="createDecision", response_model=DecisionResponse, response_model_exclude_none=False,
+              responses=_problems(401, 403, 409, 413, 415, 422, 429, 503),
               openapi_extra={"requestBody": {"required": True, "content": {
                   JSON: {"schema": {"$ref": "#/components/schemas/DecisionRequest"}}}}})
     async def post_decision(request: Request,
@@ -203,7 +207,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return Response(content, status_code=status, media_type=media, headers=headers)
 
     @app.get("/v1/decisions/{decision_id}", tags=["decisions"], response_model=DecisionResponse,
-             responses=_PROBLEMS, summary="A stored decision, exactly as it was answered")
+             operation_id="getDecision", responses=_problems(401, 403, 404, 422, 429),
+             summary="A stored decision, exactly as it was answered")
     async def get_decision(request: Request,
                            decision_id: Annotated[str, Path(max_length=64)],
                            explain: bool = False) -> Response:
@@ -211,7 +216,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return _stored(runtime.store.get(decision_id), explain)
 
     @app.get("/v1/decisions", tags=["decisions"], response_model=DecisionResponse,
-             responses=_PROBLEMS, summary="The stored decision for an application id")
+             operation_id="findDecision", responses=_problems(401, 403, 404, 422, 429),
+             summary="The stored decision for an application id")
     async def find_decision(request: Request,
                             application_id: Annotated[str, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
                             explain: bool = False) -> Response:
@@ -223,12 +229,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             raise ProblemError(404, "not-found", "no decision with that id")
         return _json(record.with_trace() if explain else record.response)
 
-    @app.get("/healthz", tags=["operations"], summary="The process is alive")
+    @app.get("/healthz", tags=["operations"], summary="The process is alive", operation_id="healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["operations"], summary="Rules, models and stores are usable",
-             responses={503: {"model": Problem}})
+             operation_id="readyz", responses=_problems(503))
     async def readyz() -> Response:
         if not runtime.ready():
             # Anyone may ask: say what is wrong, not where (paths, rule text); GET /admin/rules does.
@@ -240,11 +246,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return _json(orjson.dumps({"status": "ready", "ruleset": runtime.ruleset.version,
                                    "models": sorted(m.version for m in runtime.models.values())}))
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", operation_id="metrics",
+             response_class=Response, responses={200: {"description": "Prometheus text format", "content": {
+                 "text/plain; version=0.0.4": {"schema": {"type": "string"}}}}})
     async def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/admin/rules", tags=["admin"], responses=_PROBLEMS, summary="The active ruleset")
+    @app.get("/admin/rules", tags=["admin"], responses=_problems(401, 403, 429), summary="The active ruleset",
+             operation_id="getRules")
     async def admin_rules(request: Request) -> dict[str, Any]:
         admit(request, "admin", "admin")
         rs = runtime.ruleset
@@ -259,7 +268,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                     for arms, shadow in ((rs.experiment.live, False), (rs.experiment.shadows, True))
                     for a in arms]} if rs else None}
 
-    @app.post("/admin/rules/reload", tags=["admin"], responses=_PROBLEMS,
+    @app.post("/admin/rules/reload", tags=["admin"], responses=_problems(401, 403, 422, 429),
+              operation_id="reloadRules",
               summary="Load rules/ again; refused with its errors if it is not clean")
     async def admin_reload(request: Request) -> Response:
         admit(request, "admin", "admin")
@@ -296,28 +306,32 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return _json(orjson.dumps({"list": name, "action": action, "requested": len(change.values),
                                    "changed": changed}))
 
-    @app.get("/admin/lists", tags=["admin"], responses=_PROBLEMS, summary="The declared lists and their sizes")
+    @app.get("/admin/lists", tags=["admin"], responses=_problems(401, 403, 429),
+             summary="The declared lists and their sizes", operation_id="getLists")
     async def admin_lists(request: Request) -> dict[str, Any]:
         admit(request, "admin", "admin")
         sizes = runtime.lists.sizes()
         return {"lists": [{"name": name, "kind": kind, "entries": sizes.get(name, 0)}
                           for name, kind in sorted(runtime.lists.kinds.items())]}
 
-    @app.post("/admin/lists/{name}/entries", tags=["admin"], responses={**_PROBLEMS, 404: {"model": Problem}},
+    @app.post("/admin/lists/{name}/entries", tags=["admin"], operation_id="addListEntries",
+              responses=_problems(401, 403, 404, 413, 415, 422, 429),
               summary="Add entries to a list (audited)",
               openapi_extra={"requestBody": {"required": True, "content": {
                   JSON: {"schema": {"$ref": "#/components/schemas/ListChange"}}}}})
     async def add_entries(request: Request, name: str) -> Response:
         return await _change_list(request, name, "add")
 
-    @app.delete("/admin/lists/{name}/entries", tags=["admin"], responses={**_PROBLEMS, 404: {"model": Problem}},
+    @app.delete("/admin/lists/{name}/entries", tags=["admin"], operation_id="removeListEntries",
+                responses=_problems(401, 403, 404, 413, 415, 422, 429),
                 summary="Remove entries from a list (audited)",
                 openapi_extra={"requestBody": {"required": True, "content": {
                     JSON: {"schema": {"$ref": "#/components/schemas/ListChange"}}}}})
     async def remove_entries(request: Request, name: str) -> Response:
         return await _change_list(request, name, "remove")
 
-    @app.get("/admin/lists/{name}/audit", tags=["admin"], responses={**_PROBLEMS, 404: {"model": Problem}},
+    @app.get("/admin/lists/{name}/audit", tags=["admin"], operation_id="getListAudit",
+             responses=_problems(401, 403, 404, 422, 429),
              summary="The latest changes to a list, newest first")
     async def list_audit(request: Request, name: str,
                          limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
@@ -328,7 +342,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         if app.openapi_schema:
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-        _, defs = models_json_schema([(DecisionRequest, "validation"), (ListChange, "validation")],
+        _, defs = models_json_schema([(DecisionRequest, "validation"), (ListChange, "validation"),
+                                      (Problem, "serialization")],
                                      ref_template="#/components/schemas/{model}")
         components = schema.setdefault("components", {})
         components.setdefault("schemas", {}).update(defs["$defs"])
