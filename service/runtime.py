@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from service.verification.breaker import BreakerPolicy, CircuitBreaker
 from service.verification.providers import HttpProvider, ProviderConfig
 
 log = logging.getLogger("service.runtime")
+COMPILE_SWITCH_S = 0.0005
 
 
 def build_providers(settings: Settings) -> dict[str, HttpProvider]:
@@ -100,6 +102,17 @@ class Runtime:
         return (self.ruleset is not None and self.store.healthy() and self.velocity.healthy()
                 and self.lists.healthy())
 
+    async def _compile(self, directory: Path) -> Ruleset:
+        """Compile the tested ruleset on a thread, handing the interpreter back to the event loop
+        every half millisecond meanwhile (not every 5 ms, Python's default), so that requests
+        in flight barely notice."""
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(COMPILE_SWITCH_S)
+        try:
+            return await asyncio.to_thread(load_ruleset, directory, set(self.models))
+        finally:
+            sys.setswitchinterval(interval)
+
     async def reload(self, directory: Path | None = None) -> tuple[Ruleset | None, list[str]]:
         """Lint, compile and test a ruleset in another process, then compile it here off the
         event loop; swap it in only if all pass and it is still the version that was tested.
@@ -109,7 +122,7 @@ class Runtime:
         async with self._reload_lock:
             try:
                 tested = await asyncio.to_thread(check_elsewhere, directory, set(self.models))
-                ruleset = await asyncio.to_thread(load_ruleset, directory, set(self.models))
+                ruleset = await self._compile(directory)
                 if ruleset.version != tested:
                     raise RulesetError([f"{directory}: the files changed while they were tested; reload again"])
             except RulesetError as exc:

@@ -47,8 +47,8 @@ def test_locust_mix_runs_against_a_live_server_without_failures(live_server, tmp
     assert int(rows["Aggregated"]["Failure Count"]) == 0
 
 
-@pytest.mark.parametrize("script", ["bench.py", "bench_pipeline.py", "bench_providers.py", "bench_rules.py",
-                                    "bench_scoring.py", "bench_whitelist.py", "bench_backtest.py"])
+@pytest.mark.parametrize("script", ["bench.py", "bench_pipeline.py", "bench_providers.py", "bench_reload.py",
+                                    "bench_rules.py", "bench_scoring.py", "bench_whitelist.py", "bench_backtest.py"])
 def test_every_benchmark_runs_on_tiny_inputs(script):
     """A smoke run of each benchmark (seconds, nothing written), so that none can rot unnoticed."""
     done = subprocess.run([sys.executable, f"loadtests/{script}", "--smoke"], cwd=REPO_ROOT,
