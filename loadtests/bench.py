@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -45,6 +46,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -256,9 +258,10 @@ def measure(target: str, port: int, pid: int, customers: Customers, args: argpar
     return runs
 
 
-def measure_service(target: str, root: Path, sim_port: int, customers: Customers,
-                    args: argparse.Namespace) -> tuple[list[dict], float]:
-    """The service from checkout ``root``: a fresh data folder, the customers whitelisted."""
+@contextlib.contextmanager
+def service(root: Path, sim_port: int, customers: Customers) -> Iterator[tuple[int, subprocess.Popen]]:
+    """(port, process) of the service from checkout ``root`` on CPU 0: a fresh data folder, the
+    customers whitelisted, the simulator on ``sim_port`` as its providers."""
     port = free_port()
     with tempfile.TemporaryDirectory() as data_dir:
         env = {"LOAN_PORT": str(port), "LOAN_DATA_DIR": data_dir, "LOAN_LOG_LEVEL": "WARNING",
@@ -268,10 +271,15 @@ def measure_service(target: str, root: Path, sim_port: int, customers: Customers
                        cwd=root, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
         server = start_server([sys.executable, "-m", "service.cli", "serve"], port, env, "/readyz", root)
         try:
-            runs = measure(target, port, server.pid, customers, args)
-            return runs, rss_mb(server.pid)
+            yield port, server
         finally:
             stop(server)
+
+
+def measure_service(target: str, root: Path, sim_port: int, customers: Customers,
+                    args: argparse.Namespace) -> tuple[list[dict], float]:
+    with service(root, sim_port, customers) as (port, server):
+        return measure(target, port, server.pid, customers, args), rss_mb(server.pid)
 
 
 def rss_mb(pid: int) -> float:

@@ -15,14 +15,13 @@ import asyncio
 import os
 import subprocess
 import sys
-import tempfile
 import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtests.bench import Requests, fixed_rate, free_port, pinned, start_server, stop, write_result  # noqa: E402
+from loadtests.bench import Requests, fixed_rate, free_port, pinned, service, stop, write_result  # noqa: E402
 from loadtests.customers import Customers  # noqa: E402
 from service.config import DEV_ADMIN_KEY  # noqa: E402
 
@@ -66,24 +65,15 @@ def main() -> None:
 
     uvloop.install()
     customers = Customers(int(args.rate * args.seconds * 2) + 200)
-    sim_port, port = free_port(), free_port()
+    sim_port = free_port()
     simulator = subprocess.Popen(pinned([sys.executable, "-m", "service.cli", "providers", "simulate",
                                          "--port", str(sim_port)], 1), cwd=ROOT, stdout=subprocess.DEVNULL)
     try:
-        with tempfile.TemporaryDirectory() as data_dir:
-            env = {"LOAN_PORT": str(port), "LOAN_DATA_DIR": data_dir, "LOAN_LOG_LEVEL": "WARNING",
-                   "LOAN_PROVIDERS_URL": f"http://127.0.0.1:{sim_port}", "LOAN_PROVIDER_KEY": "bench"}
-            subprocess.run([sys.executable, "-m", "service.cli", "whitelist", "import",
-                            str(customers.whitelist_csv(Path(data_dir) / "customers.csv"))],
-                           cwd=ROOT, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
-            server = start_server([sys.executable, "-m", "service.cli", "serve"], port, env, "/readyz")
-            try:
-                reqs = Requests(port, customers)
-                asyncio.run(fixed_rate("warm-up", reqs, port, args.rate, 1.0, 32))
-                calm = asyncio.run(fixed_rate("calm", reqs, port, args.rate, args.seconds, 32))
-                busy, reloads = asyncio.run(with_reloads(reqs, port, args.rate, args.seconds, args.every))
-            finally:
-                stop(server)
+        with service(ROOT, sim_port, customers) as (port, _):
+            reqs = Requests(port, customers)
+            asyncio.run(fixed_rate("warm-up", reqs, port, args.rate, 1.0, 32))
+            calm = asyncio.run(fixed_rate("calm", reqs, port, args.rate, args.seconds, 32))
+            busy, reloads = asyncio.run(with_reloads(reqs, port, args.rate, args.seconds, args.every))
     finally:
         stop(simulator)
     ratio = round(busy["p99_ms"] / calm["p99_ms"], 2) if calm["p99_ms"] else None

@@ -7,6 +7,7 @@ import logging
 import re
 
 import orjson
+import pytest
 
 from service.logs import JsonFormatter, mask_id_number, mask_phone, mask_text
 from tests.factories import CLIENT, application, id_number
@@ -23,7 +24,9 @@ def test_masks():
     assert "30000" in text and "1700000000000" in text
 
 
-async def test_decision_logs_hold_no_unmasked_id_or_phone(client):
+@pytest.fixture
+def log_lines():
+    """The JSON log lines written while the test runs (all levels), as the service writes them."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
@@ -31,17 +34,19 @@ async def test_decision_logs_hold_no_unmasked_id_or_phone(client):
     root.addHandler(handler)
     old = root.level
     root.setLevel(logging.DEBUG)
-    try:
-        ident = id_number("19850101", "440301", "555")
-        body = application("app-log", applicant={"id_number": ident, "phone": "13912345678"},
-                           related_parties=[{"relation": "spouse", "name": "Li", "id_number": id_number("19860101"),
-                                             "phone": "13700001111"}])
-        await client.post("/v1/decisions", content=orjson.dumps(body), headers=CLIENT)
-        logging.getLogger("service.test").warning("customer %s called from %s", ident, "13912345678")
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old)
-    lines = stream.getvalue().splitlines()
+    yield lambda: stream.getvalue().splitlines()
+    root.removeHandler(handler)
+    root.setLevel(old)
+
+
+async def test_decision_logs_hold_no_unmasked_id_or_phone(client, log_lines):
+    ident = id_number("19850101", "440301", "555")
+    body = application("app-log", applicant={"id_number": ident, "phone": "13912345678"},
+                       related_parties=[{"relation": "spouse", "name": "Li", "id_number": id_number("19860101"),
+                                         "phone": "13700001111"}])
+    await client.post("/v1/decisions", content=orjson.dumps(body), headers=CLIENT)
+    logging.getLogger("service.test").warning("customer %s called from %s", ident, "13912345678")
+    lines = log_lines()
     (decision,) = [orjson.loads(line) for line in lines if '"msg":"decision"' in line]
     assert decision["application_id"] == "app-log" and decision["decision_id"].startswith("dec_")
     assert decision["outcome"] in ("approve", "decline", "refer") and decision["reasons"]
@@ -54,28 +59,17 @@ async def test_decision_logs_hold_no_unmasked_id_or_phone(client):
         assert not PHONE_SHAPE.search(line), line
 
 
-async def test_personal_data_typed_into_free_text_is_masked_in_logs_and_audit(client, runtime):
+async def test_personal_data_typed_into_free_text_is_masked_in_logs_and_audit(client, runtime, log_lines):
     """An ID number sent as the application id, a phone in a list change's actor or reason: the
     log lines and the audit trail keep them masked."""
     from tests.factories import ADMIN
 
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.addHandler(handler)
-    old = root.level
-    root.setLevel(logging.INFO)
     ident = id_number("19850101", "440301", "555")
-    try:
-        await client.post("/v1/decisions", content=orjson.dumps(application(ident)), headers=CLIENT)
-        change = {"values": ["13900001111"], "actor": f"desk {ident}", "reason": "caller 13912345678"}
-        resp = await client.post("/admin/lists/black_phones/entries", json=change, headers=ADMIN)
-        assert resp.status_code == 200
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(old)
-    lines = stream.getvalue().splitlines()
+    await client.post("/v1/decisions", content=orjson.dumps(application(ident)), headers=CLIENT)
+    change = {"values": ["13900001111"], "actor": f"desk {ident}", "reason": "caller 13912345678"}
+    resp = await client.post("/admin/lists/black_phones/entries", json=change, headers=ADMIN)
+    assert resp.status_code == 200
+    lines = log_lines()
     assert any('"msg":"decision"' in line for line in lines) and any('"msg":"list changed"' in line for line in lines)
     for line in lines:
         assert not ID_SHAPE.search(line) and not PHONE_SHAPE.search(line), line
