@@ -42,16 +42,20 @@ lint: setup
 	$(BIN)/loan-decision rules lint rules
 	$(BIN)/loan-decision rules test rules
 
-# Debian package 'prometheus': promtool checks and unit-tests ops/prometheus/alerts.yml, and the
-# prometheus server scrapes a live service in tests/test_prometheus.py.
+# Debian packages the tests need and start themselves: 'prometheus' (promtool checks and
+# unit-tests ops/prometheus/alerts.yml; the server scrapes a live service in test_prometheus.py)
+# and 'postgresql' (a throw-away cluster on a loopback port for the store and replica tests,
+# tests/pgcluster.py). Installed when missing; without root the tests that need them are skipped
+# with a loud line.
+NEEDED = $(if $(shell command -v promtool),,prometheus) $(if $(wildcard /usr/lib/postgresql/*/bin/postgres),,postgresql)
 tools:
-	@command -v promtool >/dev/null || { \
+	@needed="$(strip $(NEEDED))"; [ -z "$$needed" ] && exit 0; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO=sudo; else \
-	    echo "*** promtool missing and no root: the alert-rule tests will be SKIPPED ***"; exit 0; fi; \
-	  echo "installing promtool (apt-get install prometheus)"; \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || \
-	  { $$SUDO apt-get update -q >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends prometheus >/dev/null; } || \
-	  echo "*** could not install promtool: the alert-rule tests will be SKIPPED ***"; }
+	    echo "*** $$needed missing and no root: the tests that need them will be SKIPPED ***"; exit 0; fi; \
+	  echo "installing $$needed (apt-get)"; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$needed >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null 2>&1; DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$needed >/dev/null; } || \
+	  echo "*** could not install $$needed: the tests that need them will be SKIPPED ***"
 
 test: setup lint tools
 	$(BIN)/python -m pytest -q

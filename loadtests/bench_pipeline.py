@@ -36,6 +36,7 @@ from service.decisions import fingerprint, new_decision_id, response  # noqa: E4
 from service.runtime import Runtime  # noqa: E402
 from service.schemas import DecisionRequest  # noqa: E402
 from service.store.decisions import DecisionRecord  # noqa: E402
+from service.store.keys import KeyedHash
 from service.store.whitelist import import_whitelist  # noqa: E402
 from service.verification import simulator  # noqa: E402
 from service.verification.providers import APIS  # noqa: E402
@@ -115,9 +116,9 @@ def main() -> None:
     bodies = [orjson.dumps(customers.application(i, f"inproc-{i}", f"dev-{i}")) for i in range(customers.count)]
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(data_dir=Path(tmp), log_level="WARNING")
+        import_whitelist(settings.whitelist_dir, customers.whitelist_csv(Path(tmp) / "wl.csv"), KeyedHash(settings.pii_key))
         runtime = Runtime.from_settings(settings)
         runtime.start()
-        import_whitelist(settings.whitelist_dir, customers.whitelist_csv(Path(tmp) / "wl.csv"), runtime.whitelist.keyed)
         runtime.gatherer.providers = {name: InstantProvider(name) for name in simulator.OUTCOMES}
         gc.collect()
         gc.freeze()  # as the service does after start-up

@@ -32,6 +32,9 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = _settings()
     logs.setup(settings.log_level)
+    if _database_url(settings) and (problem := _schema_problem(settings)):
+        print(f"database: {problem}", file=sys.stderr)
+        return 2
     try:
         runtime = Runtime.from_settings(settings)
     except ModelError as exc:
@@ -52,6 +55,46 @@ def serve(args: argparse.Namespace) -> int:
                 workers=1, loop="uvloop", http=with_request_timeout(settings.request_timeout_s), log_config=None,
                 access_log=settings.access_log, timeout_graceful_shutdown=settings.shutdown_grace_s,
                 server_header=False)
+    return 0
+
+
+def _database_url(settings) -> str:
+    return settings.database_url.get_secret_value()
+
+
+def _schema_problem(settings) -> str | None:
+    """Why this code cannot serve on the configured database, or None."""
+    import psycopg
+
+    from service.store.postgres import SchemaMismatch, check_schema
+
+    try:
+        check_schema(_database_url(settings))
+    except SchemaMismatch as exc:
+        return str(exc)
+    except psycopg.Error as exc:
+        return f"cannot connect ({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})"
+    return None
+
+
+def db_migrate(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from service.store.postgres import SchemaMismatch, code_version, migrate
+
+    settings = _settings()
+    if not _database_url(settings):
+        print("LOAN_DATABASE_URL is not set: the embedded SQLite stores create their own tables", file=sys.stderr)
+        return 2
+    try:
+        applied = migrate(_database_url(settings))
+    except SchemaMismatch as exc:
+        print(f"database: {exc}", file=sys.stderr)
+        return 2
+    except psycopg.Error as exc:
+        print(f"database: {str(exc).strip() or type(exc).__name__}", file=sys.stderr)
+        return 1
+    print(f"schema at version {code_version()}" + (f"; applied {', '.join(applied)}" if applied else "; nothing to do"))
     return 0
 
 
@@ -130,9 +173,15 @@ def whitelist_import(args: argparse.Namespace) -> int:
     from service.store.whitelist import WhitelistImportError, import_whitelist
 
     settings = _settings()
+    progress = (lambda n: print(f"  {n:,} rows", file=sys.stderr)) if args.verbose else None
     try:
-        report = import_whitelist(settings.whitelist_dir, Path(args.file), KeyedHash(settings.pii_key),
-                                  progress=lambda n: print(f"  {n:,} rows", file=sys.stderr) if args.verbose else None)
+        if _database_url(settings):
+            from service.store.postgres import whitelist as shared
+
+            report = shared.import_whitelist(_database_url(settings), Path(args.file), KeyedHash(settings.pii_key),
+                                             progress)
+        else:
+            report = import_whitelist(settings.whitelist_dir, Path(args.file), KeyedHash(settings.pii_key), progress)
     except WhitelistImportError as exc:
         print(f"{args.file}: refused, nothing loaded\n{exc}", file=sys.stderr)
         return 1
@@ -147,8 +196,9 @@ def whitelist_import(args: argparse.Namespace) -> int:
 def lists_import(args: argparse.Namespace) -> int:
     import csv
 
+    from service.store.backends import stores
     from service.store.keys import KeyedHash
-    from service.store.lists import Change, EntryError, SqliteLists
+    from service.store.lists import Change, EntryError
 
     ruleset = _load_rules(argparse.Namespace(directory=None))
     if ruleset is None:
@@ -161,7 +211,7 @@ def lists_import(args: argparse.Namespace) -> int:
     if values and values[0].lower() == "value":
         values = values[1:]
     settings = _settings()
-    store = SqliteLists(settings.data_dir / "lists.sqlite3", KeyedHash(settings.pii_key))
+    store = stores(_database_url(settings), settings.data_dir, KeyedHash(settings.pii_key)).lists
     store.open()
     store.declare(ruleset.list_kinds)
     action = "remove" if args.remove else "add"
@@ -313,6 +363,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.set_defaults(func=serve)
+
+    db = commands.add_parser("db", help="the shared PostgreSQL database (LOAN_DATABASE_URL)").add_subparsers(
+        dest="db_command", required=True)
+    p = db.add_parser("migrate", help="apply the schema migrations this release needs (safe to repeat, "
+                      "from several replicas at once)")
+    p.set_defaults(func=db_migrate)
 
     rules = commands.add_parser("rules", help="the risk team's rule files").add_subparsers(
         dest="rules_command", required=True)

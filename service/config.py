@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     data_dir: Path = REPO_ROOT / "var"
+    # Empty: every store is an SQLite file under data_dir (one host). postgresql://…: every
+    # store is in that database, shared by all replicas (a secret: it may carry a password).
+    database_url: SecretStr = SecretStr("")
     rules_dir: Path = REPO_ROOT / "rules"
     models_dir: Path = REPO_ROOT / "models"
     # "role:sha256hex" pairs, comma separated. Hashes only: a leaked config leaks no key.
@@ -96,6 +99,14 @@ class Settings(BaseSettings):
     @classmethod
     def _check_overrides(cls, value: str) -> str:
         parse_provider_overrides(value)
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if url and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be empty (SQLite) or a postgresql:// URL")
         return value
 
     @field_validator("log_level")

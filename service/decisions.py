@@ -8,8 +8,9 @@ Three layers keep it to one decision per application id:
 1. a stored decision for the id is replayed (same fingerprint) or refused (IdempotencyConflict);
 2. identical requests racing inside this process wait for the first one's answer (so an SMS
    code is verified once, not thirty times);
-3. across replicas, the store's UNIQUE constraint is the claim: a loser answers with the
-   winner's stored decision.
+3. across replicas, the store's claim (before any provider is called) makes racing copies wait
+   for the first replica's decision; the UNIQUE constraint on the stored decision is the final
+   word: a loser answers with the winner's stored decision.
 """
 
 from __future__ import annotations
@@ -32,13 +33,17 @@ from service.engine.ruleset import Ruleset
 from service.gather import Gatherer
 from service.schemas import DecisionRequest
 from service.stages.decision import Decision, Model
-from service.store.decisions import DecisionRecord, DecisionStore
+from service.store.decisions import Claim, DecisionRecord, DecisionStore, StoreUnavailable
 
 log = logging.getLogger("service.decisions")
 SLA = dt.timedelta(minutes=10)
 # Of the decision's deadline, what gathering leaves for deciding and the durable commit, so that
 # the answer itself goes out within the deadline even when a provider hangs.
 ANSWER_RESERVE_S = 0.025
+# A claim outlives the decision's deadline by this (the commit, a slow answer) before another
+# replica may take it over; a request waiting for another replica's decision looks this often.
+CLAIM_MARGIN_S = 2.0
+CLAIM_POLL_S = 0.02
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
@@ -140,13 +145,14 @@ class Decisions:
             # while the first request here carried another), not with the first request's body.
             answer = await asyncio.shield(running)
             return self._replay(answer.record, digest)
-        stored = self.store.get_by_application(key)
-        if stored is not None:
-            return self._replay(stored, digest)
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            answer = await self._decide_new(request, digest, ruleset, received)
+            stored = await self._claim(key, digest)
+            if stored is not None:
+                answer = Answer(stored, replayed=True)
+            else:
+                answer = await self._decide_new(request, digest, ruleset, received)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters re-raise it, nobody else must
@@ -158,6 +164,22 @@ class Decisions:
         if not answer.replayed:
             return answer
         return self._replay(answer.record, digest)
+
+    async def _claim(self, application_id: str, digest: bytes) -> DecisionRecord | None:
+        """The decision stored for the id, or None once this request may decide it. While
+        another replica decides it, wait for its decision; if that replica dies, its claim
+        lapses after a deadline and a margin, and this request takes it over."""
+        ttl = self.deadline_s + CLAIM_MARGIN_S
+        give_up = time.monotonic() + 2 * ttl
+        while True:
+            claim = await self.store.claim(application_id, digest, ttl)
+            if isinstance(claim, DecisionRecord):
+                return claim
+            if claim is Claim.OURS:
+                return None
+            if time.monotonic() > give_up:
+                raise StoreUnavailable(f"application '{application_id}' is still being decided elsewhere")
+            await asyncio.sleep(CLAIM_POLL_S)
 
     async def _decide_new(self, request: DecisionRequest, digest: bytes, ruleset: Ruleset,
                           received: float) -> Answer:

@@ -186,24 +186,30 @@ class Gatherer:
         per event loop. A store that fails is named in ``enrichment.unavailable``; its facts
         stay unknown."""
         started = time.perf_counter()
-        for item in batch:
-            request = item.request
-            try:
-                entry = self.whitelist.lookup(request.applicant.id_number)
+        try:
+            entries = self.whitelist.lookup_many([item.request.applicant.id_number for item in batch])
+            version = self.whitelist.version
+            for item, entry in zip(batch, entries):
                 item.facts["whitelist.listed"] = entry is not None
-                item.detail["whitelist"] = {"version": self.whitelist.version}
+                item.detail["whitelist"] = {"version": version}
                 if entry is not None:
                     item.facts.update({
                         "whitelist.limit": entry.limit, "whitelist.segment": entry.segment,
                         "whitelist.rate_tier": entry.rate_tier,
                         # a pre-approval lasts to the end of its day in Beijing time
-                        "whitelist.expired": entry.valid_until < request.submitted_at.astimezone(CHINA).date()})
-            except Exception as exc:  # noqa: BLE001 - a store outage refers, never 500s
-                item.failed.append(_failed("whitelist", exc))
-            try:
-                item.hits = self.lists.memberships(item.candidates)
-            except Exception as exc:  # noqa: BLE001
-                item.failed.append(_failed("lists", exc))
+                        "whitelist.expired": entry.valid_until < item.request.submitted_at.astimezone(CHINA).date()})
+        except Exception as exc:  # noqa: BLE001 - a store outage (or no version) refers, never 500s
+            source = _failed("whitelist", exc)
+            for item in batch:
+                item.facts.pop("whitelist.listed", None)
+                item.failed.append(source)
+        try:
+            for item, hits in zip(batch, self.lists.memberships_many([item.candidates for item in batch])):
+                item.hits = hits
+        except Exception as exc:  # noqa: BLE001
+            source = _failed("lists", exc)
+            for item in batch:
+                item.failed.append(source)
         try:
             counted = self.velocity.count_and_record_many([(i.request.application_id, {
                 "device": i.request.device.device_id, "phone": i.request.applicant.phone,

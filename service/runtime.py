@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,16 +20,14 @@ from service.engine.ruleset import Ruleset, RulesetError, load_ruleset
 from service.gather import Gatherer
 from service.ruletests import check_elsewhere, check_ruleset
 from service.scoring.model import OnnxModel, load_models
-from service.store.decisions import DecisionStore
+from service.store.backends import Stores, stores
 from service.store.keys import KeyedHash
-from service.store.lists import SqliteLists
-from service.store.velocity import SqliteVelocity
-from service.store.whitelist import SqliteWhitelist
 from service.verification.breaker import BreakerPolicy, CircuitBreaker
 from service.verification.providers import HttpProvider, ProviderConfig
 
 log = logging.getLogger("service.runtime")
 COMPILE_SWITCH_S = 0.0005
+WATCH_EVERY_S = 0.5
 
 
 def build_providers(settings: Settings) -> dict[str, HttpProvider]:
@@ -44,7 +43,7 @@ def build_providers(settings: Settings) -> dict[str, HttpProvider]:
 @dataclass
 class Runtime:
     settings: Settings
-    store: DecisionStore
+    stores: Stores
     models: dict[str, OnnxModel] = field(default_factory=dict)
     ruleset: Ruleset | None = None
     ruleset_errors: list[str] = field(default_factory=list)
@@ -52,11 +51,13 @@ class Runtime:
 
     def __post_init__(self) -> None:
         settings = self.settings
-        keyed = KeyedHash(settings.pii_key)
-        self.whitelist = SqliteWhitelist(settings.whitelist_dir, keyed, settings.whitelist_poll_s)
-        self.velocity = SqliteVelocity(settings.data_dir / "velocity.sqlite3", keyed)
-        self.lists = SqliteLists(settings.data_dir / "lists.sqlite3", keyed)
+        self.store = self.stores.decisions
+        self.whitelist = self.stores.whitelist
+        self.velocity = self.stores.velocity
+        self.lists = self.stores.lists
         self.providers = build_providers(settings)
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
         self.gatherer = Gatherer(self.providers, self.whitelist, self.velocity, self.lists)
         self.decisions = Decisions(self.gatherer, self.store, self.models, settings.deadline_ms / 1000)
 
@@ -65,14 +66,18 @@ class Runtime:
         """Raises ModelError if a model does not load or does not match its feature spec: a
         worker never starts scoring with the wrong inputs."""
         models = load_models(settings.models_dir)
-        store = DecisionStore(settings.database_path, settings.commit_linger_ms / 1000,
-                              settings.commit_max_batch)
-        return cls(settings, store, models)
+        return cls(settings, stores(settings.database_url.get_secret_value(), settings.data_dir,
+                                    KeyedHash(settings.pii_key), whitelist_poll_s=settings.whitelist_poll_s,
+                                    commit_linger_s=settings.commit_linger_ms / 1000,
+                                    commit_max_batch=settings.commit_max_batch), models)
 
     def start(self) -> None:
         self.store.open()
         self.velocity.open()
         self.lists.open()
+        self.whitelist.open()
+        self._watcher = threading.Thread(target=self._watch, name="runtime-watch", daemon=True)
+        self._watcher.start()
         metrics.BUILD_INFO.info({"version": __version__})
         for model in self.models.values():
             metrics.MODEL_INFO.labels(model.name, model.version).set(1)
@@ -90,7 +95,21 @@ class Runtime:
         for provider in self.providers.values():
             await provider.aclose()
 
+    def _watch(self) -> None:
+        """Off the event loop: notice a newly activated whitelist version even while no decision
+        arrives, so that readiness follows it."""
+        while not self._stop.wait(min(self.settings.whitelist_poll_s, WATCH_EVERY_S)):
+            try:
+                self.whitelist.active()
+            except Exception as exc:  # noqa: BLE001 - the database's health says why
+                log.debug("whitelist check failed", extra={"fields": {"error": type(exc).__name__}})
+            metrics.READY.set(1 if self.ready() else 0)
+
     def stop(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join()
+            self._watcher = None
         self.gatherer.close()
         self.store.close()
         self.velocity.close()
@@ -99,8 +118,10 @@ class Runtime:
         metrics.READY.set(0)
 
     def ready(self) -> bool:
+        """Rules loaded, stores reachable, and a whitelist version active (without one, every
+        decision would refer for want of data)."""
         return (self.ruleset is not None and self.store.healthy() and self.velocity.healthy()
-                and self.lists.healthy())
+                and self.lists.healthy() and self.whitelist.version is not None)
 
     async def _compile(self, directory: Path) -> Ruleset:
         """Compile the tested ruleset on a thread, handing the interpreter back to the event loop

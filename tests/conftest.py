@@ -1,4 +1,12 @@
-"""Fixtures: an in-process app with its own data folder, and a real server in a subprocess."""
+"""Fixtures: an in-process app with its own data folder (or its own PostgreSQL database), and a
+real server in a subprocess.
+
+Every runtime starts with a whitelist active (tests/whitelist-one.csv: one customer no test
+uses): without an active version a worker is not ready and refers everything. Applicants not on
+it are declined NOT_PREAPPROVED, as they would be in production.
+
+PostgreSQL: one throw-away cluster per test session (tests/pgcluster.py); each test that asks
+for ``database_url`` gets a fresh database copied from a migrated template."""
 
 from __future__ import annotations
 
@@ -16,6 +24,67 @@ import pytest
 from service.api.app import create_app
 from service.config import REPO_ROOT, Settings
 from service.runtime import Runtime
+from service.store.keys import KeyedHash
+from tests.pgcluster import Cluster, server_bin
+
+ONE_CUSTOMER = REPO_ROOT / "tests" / "whitelist-one.csv"
+BACKENDS = ("sqlite", "postgresql")
+
+
+def import_whitelist(settings: Settings, source: Path = ONE_CUSTOMER) -> None:
+    """Make ``source`` the active whitelist of the settings' store."""
+    url = settings.database_url.get_secret_value()
+    if url:
+        from service.store.postgres.whitelist import import_whitelist as shared
+
+        shared(url, source, KeyedHash(settings.pii_key))
+    else:
+        from service.store.whitelist import import_whitelist as embedded
+
+        embedded(settings.whitelist_dir, source, KeyedHash(settings.pii_key))
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    if server_bin() is None:
+        pytest.skip("*** PostgreSQL is not installed (make tools installs it): PostgreSQL tests SKIPPED ***")
+    cluster = Cluster(fsync=False).init().start()
+    import psycopg
+
+    from service.store.postgres import migrate
+
+    template = cluster.create_database("loan_template")
+    migrate(template)
+    with psycopg.connect(template, autocommit=True) as conn:
+        conn.execute("SELECT 1")
+    yield cluster
+    cluster.remove()
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+@pytest.fixture
+def database_url(pg_cluster: Cluster) -> str:
+    """A fresh, migrated database of its own."""
+    import psycopg
+
+    name = f"test_{next(_databases)}"
+    with psycopg.connect(pg_cluster.url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE loan_template')
+    return pg_cluster.url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store backend: ``sqlite``, or ``postgresql`` on a fresh database."""
+    return request.param
+
+
+@pytest.fixture
+def backend_url(backend: str, request: pytest.FixtureRequest) -> str:
+    """The database URL of ``backend``: empty for SQLite."""
+    return request.getfixturevalue("database_url") if backend == "postgresql" else ""
 
 
 @pytest.fixture
@@ -25,6 +94,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    import_whitelist(settings)
     rt = Runtime.from_settings(settings)
     rt.start()
     yield rt
@@ -49,7 +119,9 @@ def free_port() -> int:
 class LiveServer:
     """``loan-decision serve`` in a subprocess on loopback, as an operator would run it."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, whitelist: bool = True) -> None:
+        self.data_dir = data_dir
+        self.whitelist = whitelist
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "LOAN_DATA_DIR": str(data_dir), "LOAN_PORT": str(self.port),
@@ -57,6 +129,11 @@ class LiveServer:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 20.0) -> LiveServer:
+        if self.whitelist and not (self.data_dir / "whitelist" / "ACTIVE").exists():
+            database = self.env.get("LOAN_DATABASE_URL", "")
+            import_whitelist(Settings(data_dir=self.data_dir, database_url=database,
+                                      pii_key=self.env.get("LOAN_PII_KEY") or Settings().pii_key))
+            self.whitelist = False  # once: a restart keeps what is there
         self.proc = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], env=self.env,
                                      cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout

@@ -150,7 +150,7 @@ async def test_decisions_carry_their_arm_and_record_shadows_without_answering_th
 
 
 def test_a_store_from_before_shadows_is_migrated_in_place(tmp_path):
-    from service.store.decisions import DecisionStore
+    from service.store.decisions import SqliteDecisions
 
     path = tmp_path / "old.sqlite3"
     with sqlite3.connect(path) as db:
@@ -158,7 +158,7 @@ def test_a_store_from_before_shadows_is_migrated_in_place(tmp_path):
             UNIQUE, body_sha256 BLOB NOT NULL, outcome TEXT NOT NULL, product TEXT NOT NULL, arm TEXT NOT NULL,
             decided_at TEXT NOT NULL, response BLOB NOT NULL, trace BLOB NOT NULL);
             INSERT INTO decisions VALUES ('dec_1', 'a1', x'00', 'refer', 'p', 'champion', '2026', '{}', '[]');""")
-    store = DecisionStore(path)
+    store = SqliteDecisions(path)
     store.open()
     try:
         assert store.get("dec_1").shadow == b"[]"

@@ -8,7 +8,11 @@ import sqlite3
 
 import orjson
 
-from service.store.decisions import DecisionRecord, DecisionStore
+import pytest
+
+from service.store.decisions import Claim, DecisionRecord, DecisionStore, SqliteDecisions, StoreUnavailable
+from service.store.postgres import Database
+from service.store.postgres.decisions import PostgresDecisions
 from tests.factories import CLIENT, application
 
 
@@ -89,29 +93,73 @@ def _record(decision_id: str, application_id: str, digest: bytes = b"x" * 32) ->
                           "2026-01-01T00:00:00+00:00", b'{"a":1}', b"[]")
 
 
-async def test_store_claims_application_id_with_the_unique_constraint(tmp_path):
-    """Two replicas (two stores on one file) racing for one application id: one row, and the
-    loser is told the winner's record in the same transaction."""
+def open_decisions(url: str, path, linger_s: float = 0.0) -> DecisionStore:
+    store = PostgresDecisions(Database(url), linger_s) if url else SqliteDecisions(path, linger_s)
+    store.open()
+    return store
+
+
+async def test_store_claims_application_id_with_the_unique_constraint(tmp_path, backend_url):
+    """Two replicas (two stores on one file or database) racing for one application id: one
+    row, and the loser is told the winner's record in the same transaction."""
     path = tmp_path / "d.sqlite3"
-    a, b = DecisionStore(path), DecisionStore(path)
-    a.open(), b.open()
+    a, b = open_decisions(backend_url, path), open_decisions(backend_url, path)
     try:
         (first, created_a), (second, created_b) = await asyncio.gather(
             a.save(_record("dec_A", "app-x")), b.save(_record("dec_B", "app-x")))
         assert sorted([created_a, created_b]) == [False, True]
         assert first.decision_id == second.decision_id
-        assert a.get_by_application("app-x").decision_id == first.decision_id
+        assert (await a.find_by_application("app-x")).decision_id == first.decision_id
+        assert (await b.find(first.decision_id)) == first
     finally:
         a.close(), b.close()
 
 
-async def test_group_commit_batches_concurrent_saves(tmp_path):
-    store = DecisionStore(tmp_path / "d.sqlite3", linger_s=0.002)
-    store.open()
+async def test_one_batch_with_two_copies_of_an_application_stores_one(tmp_path, backend_url):
+    store = open_decisions(backend_url, tmp_path / "d.sqlite3", linger_s=0.01)
+    try:
+        (one, created_one), (two, created_two) = await asyncio.gather(
+            store.save(_record("dec_1", "app-twice")), store.save(_record("dec_2", "app-twice")))
+        assert (created_one, created_two) == (True, False) and two == one
+    finally:
+        store.close()
+
+
+async def test_claims_let_one_replica_decide_and_lapse_when_it_dies(database_url):
+    """Across replicas: the first claim wins, others are told to wait; a stored decision is
+    returned instead of a claim; a claim whose replica died lapses after its ttl."""
+    a, b = open_decisions(database_url, None), open_decisions(database_url, None)
+    try:
+        assert await a.claim("app-c", b"x" * 32, 5.0) is Claim.OURS
+        assert await b.claim("app-c", b"x" * 32, 5.0) is Claim.ELSEWHERE
+        await a.save(_record("dec_c", "app-c"))
+        assert (await b.claim("app-c", b"x" * 32, 5.0)).decision_id == "dec_c"
+        assert await a.claim("app-dead", b"x" * 32, 0.05) is Claim.OURS  # then a dies
+        assert await b.claim("app-dead", b"y" * 32, 5.0) is Claim.ELSEWHERE
+        await asyncio.sleep(0.1)
+        assert await b.claim("app-dead", b"y" * 32, 5.0) is Claim.OURS
+    finally:
+        a.close(), b.close()
+
+
+async def test_an_unreachable_database_is_store_unavailable_never_a_hang(pg_cluster):
+    store = open_decisions(pg_cluster.url.rsplit(":", 1)[0] + ":1/none", None)
+    try:
+        assert not store.healthy()
+        with pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(store.save(_record("dec_u", "app-u")), 10)
+        with pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(store.claim("app-u", b"x" * 32, 5.0), 10)
+    finally:
+        store.close()
+
+
+async def test_group_commit_batches_concurrent_saves(tmp_path, backend_url):
+    store = open_decisions(backend_url, tmp_path / "d.sqlite3", linger_s=0.002)
     try:
         results = await asyncio.gather(*(store.save(_record(f"dec_{i}", f"app-{i}")) for i in range(200)))
         assert all(created for _, created in results)
-        assert all(store.get(f"dec_{i}") is not None for i in range(200))
+        assert all([await store.find(f"dec_{i}") is not None for i in range(200)])
     finally:
         store.close()
     from service import metrics

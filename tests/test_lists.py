@@ -15,17 +15,28 @@ from service.config import REPO_ROOT
 from service.engine.ruleset import RulesetError, load_ruleset
 from service.store.keys import KeyedHash
 from service.store.lists import Change, EntryError, MemoryLists, SqliteLists
+from service.store.postgres import Database
+from service.store.postgres.lists import PostgresLists
 
 from .factories import ADMIN, CLIENT, application, id_number
 
 KEYED = KeyedHash("test-pii-key-0123456789abcdef0123456789")
 
 
-@pytest.fixture
-def lists(tmp_path):
-    store = SqliteLists(tmp_path / "lists.sqlite3", KEYED)
+DECLARED = {"ids": "id_number", "phones": "phone", "ips": "ip", "devices": "device", "usccs": "uscc"}
+
+
+def open_lists(url: str, path):
+    store = PostgresLists(Database(url), KEYED) if url else SqliteLists(path, KEYED)
     store.open()
-    store.declare({"ids": "id_number", "phones": "phone", "ips": "ip", "devices": "device", "usccs": "uscc"})
+    store.declare(DECLARED)
+    return store
+
+
+@pytest.fixture
+def lists(tmp_path, backend_url):
+    """The list store, on SQLite and on PostgreSQL: one suite for both."""
+    store = open_lists(backend_url, tmp_path / "lists.sqlite3")
     yield store
     store.close()
 
@@ -43,7 +54,16 @@ def test_exact_entries_are_matched_through_keyed_hashes(lists, tmp_path):
     assert not lists.contains("phones", number)  # another list, another namespace
     assert lists.memberships({"ids": [id_number(seq="903"), number]}) == {("ids", number)}
     assert not lists.contains("undeclared", number)
-    raw = (tmp_path / "lists.sqlite3").read_bytes() + (tmp_path / "lists.sqlite3-wal").read_bytes()
+    assert lists.memberships_many([{"ids": [number]}, {"phones": ["13912345678", "13900000000"]}, {}]) == [
+        {("ids", number)}, {("phones", "13912345678")}, frozenset()]
+    if isinstance(lists, SqliteLists):
+        raw = (tmp_path / "lists.sqlite3").read_bytes() + (tmp_path / "lists.sqlite3-wal").read_bytes()
+    else:
+        import psycopg
+
+        with psycopg.connect(lists.db.url) as conn:
+            raw = b"".join(str(row).encode() for table in ("list_entries", "list_audit")
+                           for row in conn.execute(f"SELECT * FROM {table}"))
     assert number.encode() not in raw and b"13912345678" not in raw
 
 
@@ -181,12 +201,10 @@ def test_cli_import(tmp_path):
     assert proc.returncode == 1 and "entry 1:" in proc.stderr
 
 
-def test_a_change_by_another_process_is_seen_within_a_moment(lists, tmp_path):
+def test_a_change_by_another_process_is_seen_within_a_moment(lists, tmp_path, backend_url):
     number = id_number(seq="906")
-    assert not lists.contains("ids", number)  # empty: answered without a query
-    other = SqliteLists(tmp_path / "lists.sqlite3", KEYED)  # the CLI, say
-    other.open()
-    other.declare(lists.kinds)
+    assert not lists.contains("ids", number)  # empty: answered without a query (SQLite)
+    other = open_lists(backend_url, tmp_path / "lists.sqlite3")  # the CLI or another replica, say
     add(other, "ids", number)
     other.close()
     time.sleep(0.15)

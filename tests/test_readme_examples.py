@@ -12,7 +12,7 @@ import pytest
 from service.api.app import create_app
 from service.config import REPO_ROOT, Settings
 from service.runtime import Runtime
-from service.store.whitelist import import_whitelist
+from tests.conftest import import_whitelist
 from tests.test_verification import simulator  # noqa: F401 - fixture
 
 from .factories import CLIENT
@@ -21,9 +21,9 @@ from .factories import CLIENT
 @pytest.fixture
 async def demo(tmp_path, simulator):  # noqa: F811
     settings = Settings(data_dir=tmp_path / "data", providers_url=simulator.url, provider_key="demo")
+    import_whitelist(settings, REPO_ROOT / "docs" / "demo-whitelist.csv")  # as make run imports it
     runtime = Runtime.from_settings(settings)
     runtime.start()
-    import_whitelist(settings.whitelist_dir, REPO_ROOT / "docs" / "demo-whitelist.csv", runtime.whitelist.keyed)
     transport = httpx.ASGITransport(app=create_app(settings, runtime))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         yield client

@@ -1,15 +1,18 @@
 """Velocity counters: exact counts per identifier and window, never the current application,
-atomic across connections and processes."""
+atomic across connections and processes — on SQLite and on PostgreSQL (one suite, both stores)."""
 
 from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 
 import pytest
 
 from service.store.keys import KeyedHash
 from service.store import velocity as velocity_module
+from service.store.postgres import Database
+from service.store.postgres.velocity import PostgresVelocity
 from service.store.velocity import CAP, SqliteVelocity
 
 from .factories import CLIENT, application
@@ -31,10 +34,18 @@ def clock():
     return Clock()
 
 
-@pytest.fixture
-def velocity(tmp_path, clock):
-    store = SqliteVelocity(tmp_path / "velocity.sqlite3", KEYED, clock)
+def open_velocity(url: str, path, clock=None):
+    if url:
+        store = PostgresVelocity(Database(url), KEYED, clock)
+    else:
+        store = SqliteVelocity(path, KEYED, clock or time.time)
     store.open()
+    return store
+
+
+@pytest.fixture
+def velocity(backend_url, tmp_path, clock):
+    store = open_velocity(backend_url, tmp_path / "velocity.sqlite3", clock)
     yield store
     store.close()
 
@@ -85,21 +96,21 @@ def test_threads_sharing_one_store_each_see_a_distinct_count(velocity):
     assert sorted(seen) == list(range(8))
 
 
-def _apply_in_process(path, number, barrier, results):
-    store = SqliteVelocity(path, KEYED)
-    store.open()
+def _apply_in_process(url, path, number, barrier, results):
+    store = open_velocity(url, path)
     barrier.wait()
     results.put(store.count_and_record(f"p{number}", ids())["velocity.device_24h"])
     store.close()
 
 
-def test_processes_racing_on_one_file_never_both_see_zero(tmp_path):
+def test_processes_racing_on_one_store_never_both_see_zero(tmp_path, backend_url):
     """Twelve workers, each with its own connection, apply from one device at the same instant."""
     context = multiprocessing.get_context("fork")
     path = tmp_path / "velocity.sqlite3"
-    SqliteVelocity(path, KEYED).open()  # create the schema once
+    open_velocity(backend_url, path).close()  # create the schema once
     barrier, results = context.Barrier(12), context.Queue()
-    procs = [context.Process(target=_apply_in_process, args=(path, n, barrier, results)) for n in range(12)]
+    procs = [context.Process(target=_apply_in_process, args=(backend_url, path, n, barrier, results))
+             for n in range(12)]
     for p in procs:
         p.start()
     for p in procs:
@@ -131,6 +142,30 @@ def test_counts_survive_a_restart_and_old_events_are_swept(tmp_path, clock, monk
     rows = store._conn.execute("SELECT count(*) FROM events").fetchone()[0]
     assert rows == 4  # only r4's four identifiers remain
     store.close()
+
+
+def test_events_live_in_daily_partitions_and_old_days_are_dropped(database_url):
+    import psycopg
+
+    store = open_velocity(database_url, None)  # open() runs the maintenance
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            def partitions() -> set[str]:
+                return {name for (name,) in conn.execute(
+                    "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                    "WHERE i.inhparent = 'velocity_events'::regclass")}
+            today = conn.execute("SELECT (now() AT TIME ZONE 'UTC')::date").fetchone()[0]
+            names = partitions()
+            assert {f"velocity_events_{today:%Y%m%d}", "velocity_events_default"} <= names
+            assert len(names) == 6  # yesterday to three days ahead, and the default
+            store.count_and_record("p1", ids())
+            assert conn.execute(f"SELECT count(*) FROM velocity_events_{today:%Y%m%d}").fetchone()[0] == 4
+            conn.execute("CREATE TABLE velocity_events_20200101 PARTITION OF velocity_events "
+                         "FOR VALUES FROM ('2020-01-01 00:00+00') TO ('2020-01-02 00:00+00')")
+            store.maintain()
+            assert "velocity_events_20200101" not in partitions() and len(partitions()) == 6
+    finally:
+        store.close()
 
 
 async def test_the_bundled_rules_decline_the_fourth_application_from_a_device(client):

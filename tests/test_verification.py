@@ -13,6 +13,7 @@ import pytest
 from service.api.app import create_app
 from service.config import Settings
 from service.runtime import Runtime
+from service.store.keys import KeyedHash
 from service.store.whitelist import import_whitelist
 from service.verification.breaker import CLOSED, HALF_OPEN, OPEN, BreakerPolicy, CircuitBreaker
 from service.verification.simulator import FAILURES, Simulator
@@ -34,11 +35,11 @@ async def simulator() -> AsyncIterator[Simulator]:
 async def verified(tmp_path, simulator) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
     settings = Settings(data_dir=tmp_path / "data", providers_url=simulator.url, provider_key="sim-key",
                         deadline_ms=DEADLINE_S * 1000, provider_timeout_ms=300, breaker_open_s=0.3)
-    runtime = Runtime.from_settings(settings)
-    runtime.start()
     source = tmp_path / "wl.csv"
     source.write_text(f"id_number,segment,limit,rate_tier,valid_until\n{id_number()},consumer,50000,T2,2027-06-30\n")
-    import_whitelist(settings.whitelist_dir, source, runtime.whitelist.keyed)
+    import_whitelist(settings.whitelist_dir, source, KeyedHash(settings.pii_key))
+    runtime = Runtime.from_settings(settings)
+    runtime.start()
     app = create_app(settings, runtime)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

@@ -150,8 +150,8 @@ async def test_rules_see_the_whitelist(client, runtime, tmp_path):
         trace = resp.json()["trace"]
         return next(s for s in trace if s["stage"] == "enrichment")["detail"]["sources"]["whitelist"]
 
-    assert await enrichment("wl-1", listed) == {"version": "v1.sqlite3", "listed": True,
+    assert await enrichment("wl-1", listed) == {"version": "v2.sqlite3", "listed": True,
                                                 "segment": "consumer", "expired": False}
     # submitted 2026-11-23 09:30 Beijing time: a pre-approval valid until the 22nd has expired
     assert (await enrichment("wl-2", expired))["expired"] is True
-    assert await enrichment("wl-3", id_number(seq="042")) == {"version": "v1.sqlite3", "listed": False}
+    assert await enrichment("wl-3", id_number(seq="042")) == {"version": "v2.sqlite3", "listed": False}

@@ -213,7 +213,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                            decision_id: Annotated[str, Path(max_length=64)],
                            explain: bool = False) -> Response:
         admit(request, "client", "decisions")
-        return _stored(runtime.store.get(decision_id), explain)
+        return _stored(await runtime.store.find(decision_id), explain)
 
     @app.get("/v1/decisions", tags=["decisions"], response_model=DecisionResponse,
              operation_id="findDecision", responses=_problems(401, 403, 404, 422, 429),
@@ -222,7 +222,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                             application_id: Annotated[str, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
                             explain: bool = False) -> Response:
         admit(request, "client", "decisions")
-        return _stored(runtime.store.get_by_application(application_id), explain)
+        return _stored(await runtime.store.find_by_application(application_id), explain)
 
     def _stored(record: Any, explain: bool) -> Response:
         if record is None:
@@ -295,8 +295,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             raise from_validation_error(exc) from None
         reject_duplicate_keys(body)
         try:
-            changed = runtime.lists.change(Change(name, action, change.actor, key_id, change.reason),
-                                           list(change.values))
+            changed = await asyncio.to_thread(runtime.lists.change, Change(name, action, change.actor, key_id,
+                                                                           change.reason), list(change.values))
         except EntryError as exc:
             raise ProblemError(422, "bad-entries", f"{len(exc.errors)} bad entries; nothing changed",
                                [{"field": f"values[{i}]", "pointer": f"/values/{i}", "message": why}
@@ -310,7 +310,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
              summary="The declared lists and their sizes", operation_id="getLists")
     async def admin_lists(request: Request) -> dict[str, Any]:
         admit(request, "admin", "admin")
-        sizes = runtime.lists.sizes()
+        sizes = await asyncio.to_thread(runtime.lists.sizes)
         return {"lists": [{"name": name, "kind": kind, "entries": sizes.get(name, 0)}
                           for name, kind in sorted(runtime.lists.kinds.items())]}
 
@@ -336,7 +336,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def list_audit(request: Request, name: str,
                          limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
         admit(request, "admin", "admin")
-        return {"list": _list_name(name), "changes": runtime.lists.audit(name, limit)}
+        return {"list": _list_name(name), "changes": await asyncio.to_thread(runtime.lists.audit, name, limit)}
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:

@@ -1,8 +1,9 @@
 """Durable state: decisions (with idempotency), the whitelist, lists and velocity counters.
 
 Gathering (``service.gather``) sees the whitelist, lists and velocity only through the protocols
-below; the embedded SQLite implementations live beside them, and a networked one (PostgreSQL)
-for several replicas is another class with the same methods. Stores know nothing of the rule
+below, always for a batch of applications (one query or transaction each over the network); the
+embedded SQLite implementations live beside them, the PostgreSQL ones (several replicas) in
+``service.store.postgres``, and ``service.store.backends`` picks one set. Stores know nothing of the rule
 language, the stages or the API.
 """
 
@@ -16,7 +17,8 @@ from service.store.whitelist import WhitelistEntry
 class Whitelist(Protocol):
     version: str | None  # the active imported version, None before the first import
 
-    def lookup(self, id_number: str) -> WhitelistEntry | None: ...
+    def lookup_many(self, id_numbers: list[str]) -> list[WhitelistEntry | None]:
+        """Each applicant's entry; WhitelistUnavailable when no version is active."""
 
 
 class Velocity(Protocol):
@@ -31,5 +33,6 @@ class Lists(Protocol):
 
     def contains(self, name: str, value: Any) -> bool: ...
 
-    def memberships(self, candidates: dict[str, list[str]]) -> frozenset[tuple[str, str]]:
-        """(list name, value) for each of ``candidates`` (list name → values) on its list."""
+    def memberships_many(self, batch: list[dict[str, list[str]]]) -> list[frozenset[tuple[str, str]]]:
+        """For each application's ``candidates`` (list name → values): (list name, value) for
+        each value on its list."""

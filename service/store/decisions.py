@@ -1,5 +1,8 @@
 """The decision store: every answered decision, durable before its 200 goes out.
 
+``DecisionStore`` is the interface and the group commit both backends share; ``SqliteDecisions``
+is the embedded one, ``service.store.postgres.decisions.PostgresDecisions`` the one for replicas.
+
 SQLite in WAL mode with ``synchronous=FULL``: a commit returns only after the WAL is fsync'd.
 One writer thread owns the write connection and commits in groups: it takes everything queued,
 inserts it in one transaction and commits once, so one fsync acknowledges a whole batch. While
@@ -8,12 +11,16 @@ an idle service adds no waiting. An optional linger lets the writer wait a littl
 
 The application id is claimed by the table's UNIQUE constraint (``INSERT … ON CONFLICT DO
 NOTHING``), never by select-then-insert: when two replicas race, the loser learns the winner's
-row from the same transaction.
+row from the same transaction. Before the providers are called, ``claim`` tells a request whether
+the application is already decided, free, or being decided elsewhere (PostgreSQL; one SQLite
+file serves one host, where the in-process wait of ``service.decisions`` does that job).
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
+import enum
 import queue
 import sqlite3
 import threading
@@ -66,6 +73,11 @@ class DecisionRecord:
         return self.response[:-1] + b',"trace":' + self.trace + b"}"
 
 
+class Claim(enum.Enum):
+    OURS = "ours"  # decide it
+    ELSEWHERE = "elsewhere"  # another replica is deciding it: wait for its stored decision
+
+
 @dataclass(slots=True)
 class _Pending:
     record: DecisionRecord
@@ -76,64 +88,50 @@ class _Pending:
 _STOP = object()
 
 
-class DecisionStore:
-    def __init__(self, path: Path, linger_s: float = 0.0, max_batch: int = 512) -> None:
-        self.path = path
+class DecisionStore(abc.ABC):
+    """One writer thread commits whatever is queued as one transaction (group commit)."""
+
+    def __init__(self, linger_s: float = 0.0, max_batch: int = 512) -> None:
         self.linger_s = linger_s
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
-        self._read: sqlite3.Connection | None = None
-        self._write: sqlite3.Connection | None = None
 
-    # --- lifecycle ---------------------------------------------------------------------------
-
-    def open(self) -> None:
-        self._write = connect(self.path, "FULL", SCHEMA)
-        present = {row[1] for row in self._write.execute("PRAGMA table_info(decisions)")}
-        for column, statement in MIGRATIONS.items():
-            if column not in present:
-                self._write.execute(statement)
-        self._read = connect(self.path)
+    def _start_writer(self) -> None:
         self._writer = threading.Thread(target=self._run_writer, name="decision-writer", daemon=True)
         self._writer.start()
 
-    def close(self) -> None:
+    def _stop_writer(self) -> None:
         """Commit what is queued, then stop the writer."""
         if self._writer is not None:
             self._queue.put(_STOP)
             self._writer.join()
             self._writer = None
-        for conn in (self._read, self._write):
-            if conn is not None:
-                conn.close()
-        self._read = self._write = None
 
+    @abc.abstractmethod
+    def open(self) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    @abc.abstractmethod
     def healthy(self) -> bool:
-        if self._writer is None or not self._writer.is_alive() or self._read is None:
-            return False
-        try:
-            self._read.execute("SELECT 1").fetchone()
-        except sqlite3.Error:
-            return False
-        return True
+        """Cheap: answered from memory (``/readyz`` and every decision ask)."""
 
-    # --- reads (event-loop thread; indexed point lookups of a few µs) -----------------------
+    @abc.abstractmethod
+    async def find(self, decision_id: str) -> DecisionRecord | None: ...
 
-    def get(self, decision_id: str) -> DecisionRecord | None:
-        return self._one("decision_id", decision_id)
+    @abc.abstractmethod
+    async def find_by_application(self, application_id: str) -> DecisionRecord | None: ...
 
-    def get_by_application(self, application_id: str) -> DecisionRecord | None:
-        return self._one("application_id", application_id)
+    @abc.abstractmethod
+    async def claim(self, application_id: str, body_sha256: bytes, ttl_s: float) -> DecisionRecord | Claim:
+        """The stored decision for ``application_id``, or whether this request may decide it.
+        A claim lapses after ``ttl_s`` (its replica died): the next request takes it over."""
 
-    def _one(self, column: str, value: str) -> DecisionRecord | None:
-        assert self._read is not None, "store is not open"
-        row = self._read.execute(
-            f"SELECT {COLUMNS} FROM decisions WHERE {column} = ?", (value,)
-        ).fetchone()
-        return DecisionRecord(*row) if row else None
-
-    # --- writes ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _write(self, records: list[DecisionRecord]) -> list[tuple[DecisionRecord, bool]]:
+        """Insert ``records`` in one transaction; for each, (the stored record, created)."""
 
     async def save(self, record: DecisionRecord) -> tuple[DecisionRecord, bool]:
         """Make ``record`` durable. Returns (the stored record, True) when this call claimed the
@@ -146,8 +144,6 @@ class DecisionStore:
         return await future
 
     def _run_writer(self) -> None:
-        conn = self._write
-        assert conn is not None
         stopping = False
         while not stopping:
             first = self._queue.get()
@@ -165,34 +161,14 @@ class DecisionStore:
                     stopping = True
                     break
                 batch.append(item)
-            self._commit(conn, batch)
+            self._commit(batch)
 
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
+    def _commit(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
-        results: list[tuple[DecisionRecord, bool]] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for pending in batch:
-                rec = pending.record
-                cur = conn.execute(
-                    f"INSERT INTO decisions ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?) "
-                    "ON CONFLICT(application_id) DO NOTHING",
-                    (rec.decision_id, rec.application_id, rec.body_sha256, rec.outcome,
-                     rec.product, rec.arm, rec.decided_at, rec.response, rec.trace, rec.shadow),
-                )
-                if cur.rowcount == 1:
-                    results.append((rec, True))
-                else:
-                    row = conn.execute(
-                        f"SELECT {COLUMNS} FROM decisions WHERE application_id = ?",
-                        (rec.application_id,),
-                    ).fetchone()
-                    results.append((DecisionRecord(*row), False))
-            conn.execute("COMMIT")
+            results: list = self._write([pending.record for pending in batch])
         except Exception as exc:  # noqa: BLE001 - any failure must reach the waiting requests
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            error = StoreUnavailable(f"decision store write failed: {exc}")
+            error = StoreUnavailable(f"decision store write failed: {type(exc).__name__}: {exc}")
             self._resolve(batch, [error] * len(batch))
             return
         metrics.STORE_COMMIT_SECONDS.observe(time.perf_counter() - started)
@@ -210,6 +186,94 @@ class DecisionStore:
                 loop.call_soon_threadsafe(_settle, items)
             except RuntimeError:  # the loop closed while we were committing
                 pass
+
+
+class SqliteDecisions(DecisionStore):
+    def __init__(self, path: Path, linger_s: float = 0.0, max_batch: int = 512) -> None:
+        super().__init__(linger_s, max_batch)
+        self.path = path
+        self._read: sqlite3.Connection | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        self._conn = connect(self.path, "FULL", SCHEMA)
+        present = {row[1] for row in self._conn.execute("PRAGMA table_info(decisions)")}
+        for column, statement in MIGRATIONS.items():
+            if column not in present:
+                self._conn.execute(statement)
+        self._read = connect(self.path)
+        self._start_writer()
+
+    def close(self) -> None:
+        self._stop_writer()
+        for conn in (self._read, self._conn):
+            if conn is not None:
+                conn.close()
+        self._read = self._conn = None
+
+    def healthy(self) -> bool:
+        if self._writer is None or not self._writer.is_alive() or self._read is None:
+            return False
+        try:
+            self._read.execute("SELECT 1").fetchone()
+        except sqlite3.Error:
+            return False
+        return True
+
+    # --- reads: on the calling thread. A WAL reader takes no lock and never waits for a
+    # writer, and these indexed point lookups cost a few µs, less than a hop to a thread.
+
+    def get(self, decision_id: str) -> DecisionRecord | None:
+        return self._one("decision_id", decision_id)
+
+    def get_by_application(self, application_id: str) -> DecisionRecord | None:
+        return self._one("application_id", application_id)
+
+    async def find(self, decision_id: str) -> DecisionRecord | None:
+        return self.get(decision_id)
+
+    async def find_by_application(self, application_id: str) -> DecisionRecord | None:
+        return self.get_by_application(application_id)
+
+    async def claim(self, application_id: str, body_sha256: bytes, ttl_s: float) -> DecisionRecord | Claim:
+        return self.get_by_application(application_id) or Claim.OURS
+
+    def _one(self, column: str, value: str) -> DecisionRecord | None:
+        assert self._read is not None, "store is not open"
+        row = self._read.execute(
+            f"SELECT {COLUMNS} FROM decisions WHERE {column} = ?", (value,)
+        ).fetchone()
+        return DecisionRecord(*row) if row else None
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def _write(self, records: list[DecisionRecord]) -> list[tuple[DecisionRecord, bool]]:
+        conn = self._conn
+        assert conn is not None
+        results: list[tuple[DecisionRecord, bool]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for rec in records:
+                cur = conn.execute(
+                    f"INSERT INTO decisions ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                    "ON CONFLICT(application_id) DO NOTHING",
+                    (rec.decision_id, rec.application_id, rec.body_sha256, rec.outcome,
+                     rec.product, rec.arm, rec.decided_at, rec.response, rec.trace, rec.shadow),
+                )
+                if cur.rowcount == 1:
+                    results.append((rec, True))
+                else:
+                    row = conn.execute(f"SELECT {COLUMNS} FROM decisions WHERE application_id = ?",
+                                       (rec.application_id,)).fetchone()
+                    results.append((DecisionRecord(*row), False))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
 
 
 def _settle(items: list) -> None:

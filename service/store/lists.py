@@ -100,6 +100,23 @@ def parse_entry(kind: str, raw: Any) -> str | ipaddress.IPv4Network | ipaddress.
     return value.upper() if kind in ("id_number", "uscc") else value
 
 
+def validate_entries(kinds: dict[str, str], name: str, values: list[Any]) -> tuple[str, list[Any]]:
+    """The list's kind and its parsed ``values``; KeyError for an undeclared list, EntryError
+    (naming every bad value) if any is bad."""
+    kind = kinds.get(name)
+    if kind is None:
+        raise KeyError(name)
+    parsed, errors = [], []
+    for index, raw in enumerate(values):
+        try:
+            parsed.append(parse_entry(kind, raw))
+        except ValueError as exc:
+            errors.append((index, str(exc)))
+    if errors:
+        raise EntryError(errors)
+    return kind, parsed
+
+
 def memberships(lists: Any, candidates: dict[str, list[str]]) -> frozenset[tuple[str, str]]:
     """Which of an application's identifiers (list name → values) are on which list."""
     return frozenset((name, value) for name, values in candidates.items() for value in values
@@ -201,22 +218,15 @@ class SqliteLists:
     def memberships(self, candidates: dict[str, list[str]]) -> frozenset[tuple[str, str]]:
         return memberships(self, candidates)
 
+    def memberships_many(self, batch: list[dict[str, list[str]]]) -> list[frozenset[tuple[str, str]]]:
+        return [memberships(self, candidates) for candidates in batch]
+
     # --- changes -------------------------------------------------------------------------
 
     def change(self, change: Change, values: list[Any]) -> int:
         """Add or remove ``values`` in one transaction with their audit rows; returns how many
         entries changed. EntryError (nothing changed) if any value is bad."""
-        kind = self.kinds.get(change.list)
-        if kind is None:
-            raise KeyError(change.list)
-        parsed, errors = [], []
-        for index, raw in enumerate(values):
-            try:
-                parsed.append(parse_entry(kind, raw))
-            except ValueError as exc:
-                errors.append((index, str(exc)))
-        if errors:
-            raise EntryError(errors)
+        kind, parsed = validate_entries(self.kinds, change.list, values)
         now = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         conn = self._conn
         assert conn is not None, "list store not open"

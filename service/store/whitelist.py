@@ -24,8 +24,9 @@ import math
 import os
 import re
 import sqlite3
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +114,61 @@ def _iso_date(text: str) -> str:
         raise ValueError(f"valid_until '{text}' is not a date (YYYY-MM-DD)") from None
 
 
+class Rows:
+    """The valid rows of a whitelist CSV as (key, line, segment, limit, rate_tier, valid_until),
+    streamed; every row is validated, and WhitelistImportError (at the end, naming the bad lines)
+    if any is bad or there is none. Both stores import through this."""
+
+    def __init__(self, source: Path, keyed: KeyedHash) -> None:
+        self.source = source
+        self.keyed = keyed
+        self.rows = 0
+        self.digest = hashlib.sha256()  # of the keys in file order: tells two imports apart
+
+    def __iter__(self) -> Iterator[tuple[bytes, int, str, float, str, str]]:
+        errors: list[str] = []
+        bad = 0
+        with self.source.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = [name.strip() for name in next(reader, [])]
+            id_columns = [c for c in ("id_number", "id_hash") if c in header]
+            missing = [c for c in COLUMNS if c not in header]
+            unknown = [c for c in header if c not in (*COLUMNS, "id_number", "id_hash")]
+            if len(id_columns) != 1 or missing or unknown:
+                raise WhitelistImportError([
+                    "line 1: the header must name exactly one of id_number, id_hash and "
+                    f"{', '.join(COLUMNS)}" + (f"; unknown: {', '.join(unknown)}" if unknown else "")], 1)
+            by_hash = id_columns[0] == "id_hash"
+            order = [header.index(c) for c in (id_columns[0], *COLUMNS)]
+            width = len(header)
+            for row in reader:
+                line = reader.line_num
+                if not row:
+                    continue  # a blank line
+                if len(row) != width:
+                    bad += 1
+                    if len(errors) < SHOWN_ERRORS:
+                        errors.append(f"line {line}: expected {width} columns, found {len(row)}")
+                    continue
+                try:
+                    identity, segment_text, limit_text, tier_text, until_text = (row[i] for i in order)
+                    key, segment, limit, tier, until = _parse_row(identity, segment_text, limit_text, tier_text,
+                                                                  until_text, self.keyed, by_hash)
+                except ValueError as exc:
+                    bad += 1
+                    if len(errors) < SHOWN_ERRORS:
+                        errors.append(f"line {line}: {exc}")
+                    continue
+                self.digest.update(key)
+                self.rows += 1
+                if not bad:  # the file is refused anyway: keep validating, stop yielding
+                    yield key, line, segment, limit, tier, until
+        if bad:
+            raise WhitelistImportError(errors, bad)
+        if self.rows == 0:
+            raise WhitelistImportError(["the file has no rows: an empty whitelist is refused"], 0)
+
+
 def _versions(directory: Path) -> list[int]:
     return sorted(int(p.name[1:-8]) for p in directory.glob("v*.sqlite3") if p.name[1:-8].isdigit())
 
@@ -130,7 +186,8 @@ def import_whitelist(directory: Path, source: Path, keyed: KeyedHash,
     WhitelistImportError with the bad rows' line numbers and change nothing."""
     started = time.perf_counter()
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "import.lock", "w") as lock:
+    # Private to the service whatever the caller's umask (the CLI sets 077; a library caller may not).
+    with os.fdopen(os.open(directory / "import.lock", os.O_WRONLY | os.O_CREAT, 0o600), "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -146,11 +203,12 @@ def import_whitelist(directory: Path, source: Path, keyed: KeyedHash,
             partial.unlink(missing_ok=True)
             staging.unlink(missing_ok=True)
             raise
+        os.chmod(partial, 0o600)
         _fsync_path(partial)
         os.rename(partial, directory / name)
         previous = active_version(directory)
         pointer = directory / (ACTIVE + ".tmp")
-        with open(pointer, "w") as handle:
+        with os.fdopen(os.open(pointer, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
             handle.write(name + "\n")
             handle.flush()
             os.fsync(handle.fileno())
@@ -177,57 +235,18 @@ def _load(partial: Path, staging: Path, source: Path, keyed: KeyedHash,
                                   valid_until TEXT NOT NULL) WITHOUT ROWID;
             CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
         """)
-        errors: list[str] = []
-        bad = rows = 0
-        digest = hashlib.sha256()
-        with source.open(newline="", encoding="utf-8") as handle:
-            reader = csv.reader(handle)
-            header = [name.strip() for name in next(reader, [])]
-            id_columns = [c for c in ("id_number", "id_hash") if c in header]
-            missing = [c for c in COLUMNS if c not in header]
-            unknown = [c for c in header if c not in (*COLUMNS, "id_number", "id_hash")]
-            if len(id_columns) != 1 or missing or unknown:
-                raise WhitelistImportError([
-                    "line 1: the header must name exactly one of id_number, id_hash and "
-                    f"{', '.join(COLUMNS)}" + (f"; unknown: {', '.join(unknown)}" if unknown else "")], 1)
-            by_hash = id_columns[0] == "id_hash"
-            order = [header.index(c) for c in (id_columns[0], *COLUMNS)]
-            width = len(header)
-            batch: list[tuple] = []
-            conn.execute("BEGIN")
-            for row in reader:
-                line = reader.line_num
-                if not row:
-                    continue  # a blank line
-                if len(row) != width:
-                    bad += 1
-                    if len(errors) < SHOWN_ERRORS:
-                        errors.append(f"line {line}: expected {width} columns, found {len(row)}")
-                    continue
-                try:
-                    identity, segment_text, limit_text, tier_text, until_text = (row[i] for i in order)
-                    key, segment, limit, tier, until = _parse_row(identity, segment_text, limit_text, tier_text,
-                                                                  until_text, keyed, by_hash)
-                except ValueError as exc:
-                    bad += 1
-                    if len(errors) < SHOWN_ERRORS:
-                        errors.append(f"line {line}: {exc}")
-                    continue
-                digest.update(key)
-                rows += 1
-                if bad:
-                    continue  # the file is refused anyway: keep validating, stop writing
-                batch.append((key, line, segment, limit, tier, until))
-                if len(batch) >= BATCH:
-                    conn.executemany("INSERT INTO staging.rows VALUES (?,?,?,?,?,?)", batch)
-                    batch.clear()
-                    if progress:
-                        progress(rows)
-            if bad:
-                raise WhitelistImportError(errors, bad)
-            if rows == 0:
-                raise WhitelistImportError(["the file has no rows: an empty whitelist is refused"], 0)
-            conn.executemany("INSERT INTO staging.rows VALUES (?,?,?,?,?,?)", batch)
+        rows_read = Rows(source, keyed)
+        batch: list[tuple] = []
+        conn.execute("BEGIN")
+        for row in rows_read:
+            batch.append(row)
+            if len(batch) >= BATCH:
+                conn.executemany("INSERT INTO staging.rows VALUES (?,?,?,?,?,?)", batch)
+                batch.clear()
+                if progress:
+                    progress(rows_read.rows)
+        conn.executemany("INSERT INTO staging.rows VALUES (?,?,?,?,?,?)", batch)
+        rows, digest = rows_read.rows, rows_read.digest
         try:
             conn.execute("INSERT INTO entries SELECT key, segment, credit_limit, rate_tier, valid_until "
                          "FROM staging.rows ORDER BY key")
@@ -249,6 +268,11 @@ def _load(partial: Path, staging: Path, source: Path, keyed: KeyedHash,
     return rows
 
 
+class WhitelistUnavailable(Exception):
+    """No whitelist version is active (none imported yet): nobody can be called pre-approved
+    or not, so decisions refer with DATA_UNAVAILABLE and the worker is not ready."""
+
+
 class SqliteWhitelist:
     """Lookups against the active version; reopens when ``ACTIVE`` names a new one."""
 
@@ -259,6 +283,11 @@ class SqliteWhitelist:
         self.version: str | None = None
         self._conn: sqlite3.Connection | None = None
         self._checked = -math.inf
+        # The store thread looks up while the runtime's watcher may switch versions.
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        self.active()
 
     def _refresh(self) -> None:
         self._checked = time.monotonic()
@@ -274,19 +303,35 @@ class SqliteWhitelist:
         if old is not None:
             old.close()
 
-    def lookup(self, id_number: str) -> WhitelistEntry | None:
+    def active(self) -> str | None:
+        """The serving version, checked again at most every ``poll_s``."""
         if time.monotonic() - self._checked >= self.poll_s:
-            self._refresh()
-        if self._conn is None:
-            return None
-        row = self._conn.execute(
-            "SELECT segment, credit_limit, rate_tier, valid_until FROM entries WHERE key = ?",
-            (self.keyed("id_number", id_number),)).fetchone()
-        if row is None:
-            return None
-        return WhitelistEntry(row[0], row[1], row[2], dt.date.fromisoformat(row[3]))
+            with self._lock:
+                self._refresh()
+        return self.version
+
+    def lookup(self, id_number: str) -> WhitelistEntry | None:
+        return self.lookup_many([id_number])[0]
+
+    def lookup_many(self, id_numbers: list[str]) -> list[WhitelistEntry | None]:
+        """Raises WhitelistUnavailable when no version is active."""
+        self.active()
+        out: list[WhitelistEntry | None] = []
+        with self._lock:
+            if self._conn is None:
+                raise WhitelistUnavailable("no whitelist version is active")
+            for id_number in id_numbers:
+                row = self._conn.execute(
+                    "SELECT segment, credit_limit, rate_tier, valid_until FROM entries WHERE key = ?",
+                    (self.keyed("id_number", id_number),)).fetchone()
+                out.append(None if row is None else
+                           WhitelistEntry(row[0], row[1], row[2], dt.date.fromisoformat(row[3])))
+        return out
 
     def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            self.version = None
+            self._checked = -math.inf

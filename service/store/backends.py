@@ -1,0 +1,46 @@
+"""Which stores a worker uses: the embedded SQLite files under the data folder, or, when a
+database URL is set, PostgreSQL shared by every replica. Both sets have the same methods."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from service.store.decisions import DecisionStore, SqliteDecisions
+from service.store.keys import KeyedHash
+from service.store.lists import SqliteLists
+from service.store.velocity import SqliteVelocity
+from service.store.whitelist import SqliteWhitelist
+
+
+@dataclass
+class Stores:
+    decisions: DecisionStore
+    whitelist: Any  # SqliteWhitelist | PostgresWhitelist
+    velocity: Any  # SqliteVelocity | PostgresVelocity
+    lists: Any  # SqliteLists | PostgresLists
+    backend: str  # sqlite | postgresql
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def stores(database_url: str, data_dir: Path, keyed: KeyedHash, *, whitelist_poll_s: float = 1.0,
+           commit_linger_s: float = 0.0, commit_max_batch: int = 512) -> Stores:
+    """The stores for ``database_url`` (empty: SQLite under ``data_dir``), not yet opened."""
+    if not database_url:
+        return Stores(SqliteDecisions(data_dir / "decisions.sqlite3", commit_linger_s, commit_max_batch),
+                      SqliteWhitelist(data_dir / "whitelist", keyed, whitelist_poll_s),
+                      SqliteVelocity(data_dir / "velocity.sqlite3", keyed),
+                      SqliteLists(data_dir / "lists.sqlite3", keyed), "sqlite")
+    from service.store.postgres import Database
+    from service.store.postgres.decisions import PostgresDecisions
+    from service.store.postgres.lists import PostgresLists
+    from service.store.postgres.velocity import PostgresVelocity
+    from service.store.postgres.whitelist import PostgresWhitelist
+    database = Database(database_url)
+    return Stores(PostgresDecisions(database, commit_linger_s, commit_max_batch),
+                  PostgresWhitelist(database, keyed, whitelist_poll_s),
+                  PostgresVelocity(database, keyed), PostgresLists(database, keyed), "postgresql")

@@ -1,0 +1,125 @@
+"""Decisions on PostgreSQL: the same group commit as SQLite (one transaction, one fsync per
+batch), and the claim that keeps racing replicas from deciding an application twice.
+
+A claim is a row in the UNLOGGED ``decision_claims`` table, written with ``synchronous_commit``
+off: it costs no fsync. It only spares the providers a second call; what guarantees one decision
+per application is still the decisions' UNIQUE constraint. A claim lapses after its ttl (its
+replica died mid-decision) and the next request takes it over; the decision's commit removes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import socket
+from typing import Any
+
+import psycopg
+
+from service.store.decisions import COLUMNS, Claim, DecisionRecord, DecisionStore, StoreUnavailable
+from service.store.postgres import Database
+
+SELECT = f"SELECT {COLUMNS} FROM decisions"
+CLAIM = """
+INSERT INTO decision_claims (application_id, body_sha256, replica, expires_at)
+VALUES (%(id)s, %(digest)s, %(replica)s, clock_timestamp() + make_interval(secs => %(ttl)s))
+ON CONFLICT (application_id) DO UPDATE
+   SET body_sha256 = EXCLUDED.body_sha256, replica = EXCLUDED.replica, expires_at = EXCLUDED.expires_at
+ WHERE decision_claims.expires_at < clock_timestamp()
+RETURNING 1
+"""
+INSERT = (f"INSERT INTO decisions ({COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
+          "ON CONFLICT (application_id) DO NOTHING RETURNING decision_id")
+
+
+def _record(row: tuple[Any, ...]) -> DecisionRecord:
+    values = list(row)
+    values[2], values[7], values[8], values[9] = (bytes(values[i]) for i in (2, 7, 8, 9))
+    values[6] = values[6].astimezone(dt.UTC).isoformat()
+    return DecisionRecord(*values)
+
+
+class PostgresDecisions(DecisionStore):
+    def __init__(self, database: Database, linger_s: float = 0.0, max_batch: int = 512) -> None:
+        super().__init__(linger_s, max_batch)
+        self.db = database
+        self.replica = f"{socket.gethostname()}:{os.getpid()}"
+
+    def open(self) -> None:
+        self.db.open()
+        self._start_writer()
+
+    def close(self) -> None:
+        self._stop_writer()
+        self.db.close()
+
+    def healthy(self) -> bool:
+        return self._writer is not None and self._writer.is_alive() and self.db.healthy
+
+    # --- reads: on a thread, never on the event loop ------------------------------------
+
+    def get(self, decision_id: str) -> DecisionRecord | None:
+        return self._one("decision_id", decision_id)
+
+    def get_by_application(self, application_id: str) -> DecisionRecord | None:
+        return self._one("application_id", application_id)
+
+    def _one(self, column: str, value: str) -> DecisionRecord | None:
+        try:
+            row = self.db.run(lambda conn: conn.execute(f"{SELECT} WHERE {column} = %s", (value,)).fetchone())
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"decision store read failed: {type(exc).__name__}") from exc
+        except Exception as exc:  # the pool timed out: the database is down
+            raise StoreUnavailable(f"decision store read failed: {type(exc).__name__}") from exc
+        return _record(row) if row else None
+
+    async def find(self, decision_id: str) -> DecisionRecord | None:
+        return await asyncio.to_thread(self.get, decision_id)
+
+    async def find_by_application(self, application_id: str) -> DecisionRecord | None:
+        return await asyncio.to_thread(self.get_by_application, application_id)
+
+    async def claim(self, application_id: str, body_sha256: bytes, ttl_s: float) -> DecisionRecord | Claim:
+        return await asyncio.to_thread(self._claim, application_id, body_sha256, ttl_s)
+
+    def _claim(self, application_id: str, body_sha256: bytes, ttl_s: float) -> DecisionRecord | Claim:
+        def work(conn: psycopg.Connection) -> DecisionRecord | Claim:
+            row = conn.execute(f"{SELECT} WHERE application_id = %s", (application_id,)).fetchone()
+            if row:
+                return _record(row)
+            with conn.transaction():
+                conn.execute("SET LOCAL synchronous_commit = off")
+                won = conn.execute(CLAIM, {"id": application_id, "digest": body_sha256,
+                                           "replica": self.replica, "ttl": ttl_s}).fetchone()
+            return Claim.OURS if won else Claim.ELSEWHERE
+        try:
+            return self.db.run(work)
+        except Exception as exc:  # noqa: BLE001 - psycopg errors and the pool's timeout alike
+            raise StoreUnavailable(f"decision store claim failed: {type(exc).__name__}") from exc
+
+    # --- writes: the writer thread ------------------------------------------------------
+
+    def _write(self, records: list[DecisionRecord]) -> list[tuple[DecisionRecord, bool]]:
+        def work(conn: psycopg.Connection) -> list[tuple[DecisionRecord, bool]]:
+            ids = [rec.application_id for rec in records]
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(INSERT, [(rec.decision_id, rec.application_id, rec.body_sha256, rec.outcome,
+                                          rec.product, rec.arm, rec.decided_at, rec.response, rec.trace,
+                                          rec.shadow) for rec in records], returning=True)
+                created = set()
+                while True:
+                    row = cur.fetchone()
+                    if row:
+                        created.add(row[0])
+                    if not cur.nextset():
+                        break
+                lost = [rec.application_id for rec in records if rec.decision_id not in created]
+                earlier = {}
+                if lost:
+                    cur.execute(f"{SELECT} WHERE application_id = ANY(%s)", (lost,))
+                    earlier = {row[1]: _record(row) for row in cur.fetchall()}
+                cur.execute("DELETE FROM decision_claims WHERE application_id = ANY(%s)", (ids,))
+            return [(rec, True) if rec.decision_id in created else (earlier[rec.application_id], False)
+                    for rec in records]
+        return self.db.run(work)
