@@ -137,6 +137,44 @@ def rules_test(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def rules_publish(args: argparse.Namespace) -> int:
+    """Lint and test DIR here, then make it the fleet's ruleset; every replica checks it again
+    and switches within seconds (or keeps its own and says why in GET /admin/rules)."""
+    from service.engine.ruleset import RulesetError
+    from service.fleet import bundle
+    from service.ruletests import check_ruleset
+    from service.scoring.model import model_folders
+    from service.store.decisions import StoreUnavailable
+    from service.store.postgres import Database
+    from service.store.postgres.rulesets import PublishedRulesets
+
+    settings = _settings()
+    if not _database_url(settings):
+        print("LOAN_DATABASE_URL is not set: with SQLite, POST /admin/rules/reload (or SIGHUP) reloads rules_dir",
+              file=sys.stderr)
+        return 2
+    directory = Path(args.directory)
+    try:
+        ruleset = check_ruleset(directory, {folder.name for folder in model_folders(settings.models_dir)})
+    except RulesetError as exc:
+        for error in exc.errors:
+            print(error)
+        print(f"{len(exc.errors)} error(s); nothing published", file=sys.stderr)
+        return 1
+    database = Database(_database_url(settings))
+    database.open()
+    try:
+        changed = PublishedRulesets(database).publish(ruleset.version, bundle(directory), args.by)
+    except StoreUnavailable as exc:
+        print(f"database: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        database.close()
+    print(f"{ruleset.version} " + ("published: every replica switches within seconds (GET /admin/rules)"
+                                   if changed else "was already the published ruleset"))
+    return 0
+
+
 def model_german(args: argparse.Namespace) -> int:
     from offline.german_credit import convert
 
@@ -380,6 +418,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("directory", nargs="?")
     p.add_argument("-v", "--verbose", action="store_true", help="list passing cases too")
     p.set_defaults(func=rules_test)
+
+    p = rules.add_parser("publish", help="lint and test DIR, then make it the ruleset of every replica "
+                         "(PostgreSQL)")
+    p.add_argument("directory")
+    p.add_argument("--by", default=os.environ.get("USER", "cli"), help="who publishes (recorded)")
+    p.set_defaults(func=rules_publish)
 
     model = commands.add_parser("model", help="credit models: data and training").add_subparsers(
         dest="model_command", required=True)

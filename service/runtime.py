@@ -17,6 +17,7 @@ from service import __version__, metrics
 from service.config import Settings
 from service.decisions import Decisions
 from service.engine.ruleset import Ruleset, RulesetError, load_ruleset
+from service.fleet import FOLLOW_EVERY_S, Fleet
 from service.gather import Gatherer
 from service.ruletests import check_elsewhere, check_ruleset
 from service.scoring.model import OnnxModel, load_models
@@ -56,6 +57,12 @@ class Runtime:
         self.velocity = self.stores.velocity
         self.lists = self.stores.lists
         self.providers = build_providers(settings)
+        self.fleet: Fleet | None = None
+        if self.stores.database is not None:
+            from service.store.postgres.rulesets import PublishedRulesets
+
+            self.fleet = Fleet(PublishedRulesets(self.stores.database), settings.data_dir / "rulesets")
+        self.fleet_errors: list[str] = []  # why the fleet's published ruleset was refused here
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
         self.gatherer = Gatherer(self.providers, self.whitelist, self.velocity, self.lists)
@@ -82,7 +89,7 @@ class Runtime:
         for model in self.models.values():
             metrics.MODEL_INFO.labels(model.name, model.version).set(1)
         try:
-            self.ruleset = check_ruleset(self.settings.rules_dir, set(self.models))
+            self.ruleset = check_ruleset(self._first_rules(), set(self.models))
             self.lists.declare(self.ruleset.list_kinds)
             metrics.RULESET_INFO.info({"version": self.ruleset.version})
             log.info("ruleset loaded", extra={"fields": {"ruleset": self.ruleset.version}})
@@ -90,6 +97,47 @@ class Runtime:
             self.ruleset_errors = [str(e) for e in exc.errors]
             log.error("ruleset refused; not ready", extra={"fields": {"errors": self.ruleset_errors}})
         metrics.READY.set(1 if self.ready() else 0)
+
+    def _first_rules(self) -> Path:
+        """The fleet's published ruleset when there is one (and it passes here), else rules_dir."""
+        if self.fleet is not None:
+            try:
+                directory = self.fleet.active_directory()
+                if directory is not None:
+                    check_ruleset(directory, set(self.models))
+                    return directory
+            except RulesetError as exc:
+                self.fleet_errors = [str(e) for e in exc.errors]
+                log.error("the published ruleset was refused; serving rules_dir",
+                          extra={"fields": {"errors": self.fleet_errors}})
+            except Exception as exc:  # noqa: BLE001 - the database is down: start on rules_dir
+                log.error("published ruleset unavailable; serving rules_dir",
+                          extra={"fields": {"error": type(exc).__name__}})
+        return self.settings.rules_dir
+
+    async def follow_fleet(self) -> None:
+        """Serve the fleet's published ruleset (PostgreSQL): look every FOLLOW_EVERY_S, report
+        this replica's state, reload when a new version is published, never retry a refused one."""
+        assert self.fleet is not None
+        while True:
+            await asyncio.sleep(FOLLOW_EVERY_S)
+            serving = self.ruleset.version if self.ruleset else None
+            try:
+                published = await asyncio.to_thread(self.fleet.heartbeat, serving, self.fleet_errors)
+                if published is None or published == serving or published in self.fleet.refused:
+                    continue
+                directory = await asyncio.to_thread(self.fleet.active_directory)
+                if directory is None:
+                    continue
+                ruleset, errors = await self.reload(directory, publish=False)
+                if ruleset is None:
+                    self.fleet.refused[published] = self.fleet_errors = errors
+                else:
+                    self.fleet_errors = []
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the database is down: keep serving, look again
+                log.warning("following the fleet's ruleset failed", extra={"fields": {"error": type(exc).__name__}})
 
     async def close_providers(self) -> None:
         for provider in self.providers.values():
@@ -134,9 +182,11 @@ class Runtime:
         finally:
             sys.setswitchinterval(interval)
 
-    async def reload(self, directory: Path | None = None) -> tuple[Ruleset | None, list[str]]:
+    async def reload(self, directory: Path | None = None, publish: bool = True,
+                     by: str = "reload") -> tuple[Ruleset | None, list[str]]:
         """Lint, compile and test a ruleset in another process, then compile it here off the
         event loop; swap it in only if all pass and it is still the version that was tested.
+        On PostgreSQL, ``publish`` also makes it the fleet's ruleset (every replica follows).
 
         Requests already running keep the ruleset they started with."""
         directory = directory or self.settings.rules_dir
@@ -159,4 +209,6 @@ class Runtime:
             metrics.READY.set(1 if self.ready() else 0)
             log.info("ruleset reloaded", extra={"fields": {
                 "ruleset": ruleset.version, "previous": previous.version if previous else None}})
+            if publish and self.fleet is not None:
+                await asyncio.to_thread(self.fleet.publish, directory, ruleset.version, by)
             return ruleset, []

@@ -238,8 +238,12 @@ async def test_a_list_change_through_one_replica_is_seen_by_all_within_a_second(
 
 
 @pytest.mark.slow
-async def test_a_replica_killed_under_load_loses_no_acknowledged_decision(replicas):
+@pytest.mark.parametrize("fault", ["replica killed", "database restarted"])
+async def test_under_load_no_acknowledged_decision_is_lost(replicas, pg_cluster, fault):
+    """SIGKILL of a replica, or an immediate stop and start of PostgreSQL, under load: every
+    decision that was answered 200 is found afterwards (through another replica)."""
     acknowledged: dict[str, str] = {}
+    refused = 0
 
     async def load(client: httpx.AsyncClient, server: LiveServer, prefix: str) -> None:
         for n in range(400):
@@ -249,14 +253,72 @@ async def test_a_replica_killed_under_load_loses_no_acknowledged_decision(replic
                 return
             if answer.status_code == 200:
                 acknowledged[f"{prefix}-{n}"] = answer.json()["decision_id"]
+            else:
+                assert answer.status_code == 503, answer.text
+                nonlocal refused
+                refused += 1
 
     async with httpx.AsyncClient(timeout=10) as client:
         loads = [asyncio.ensure_future(load(client, server, f"k{i}")) for i, server in enumerate(replicas[:2])]
         await asyncio.sleep(1.0)
-        replicas[0].kill()
+        if fault == "replica killed":
+            replicas[0].kill()
+        else:
+            pg_cluster.stop("immediate")
+            await asyncio.sleep(0.5)
+            pg_cluster.start()
         await asyncio.gather(*loads)
         assert len(acknowledged) > 20
+        assert fault == "replica killed" or refused > 0  # the outage was seen, and answered 503
         for application_id, decision_id in acknowledged.items():
             found = await client.get(f"{replicas[2].url}/v1/decisions", params={"application_id": application_id},
                                      headers=CLIENT)
             assert found.status_code == 200 and found.json()["decision_id"] == decision_id
+
+
+def _fleet(server: LiveServer) -> dict:
+    return httpx.get(f"{server.url}/admin/rules", headers=ADMIN, timeout=5).json()["fleet"]
+
+
+def _converged(servers: list[LiveServer], version: str, within_s: float) -> bool:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        replicas = _fleet(servers[0])["replicas"]
+        if len(replicas) == len(servers) and {r["ruleset"] for r in replicas} == {version}:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.slow
+def test_a_published_ruleset_reaches_every_replica_and_a_bad_one_none(replicas, tmp_path, database_url):
+    import shutil
+
+    draft = tmp_path / "draft"
+    shutil.copytree(REPO_ROOT / "rules", draft)
+    fraud = draft / "fraud.yaml"
+    fraud.write_text(fraud.read_text().replace("# Lists are read", "# edited by the risk team\n# Lists are read", 1))
+    published = cli("rules", "publish", str(draft), "--by", "analyst-li", env={"LOAN_DATABASE_URL": database_url})
+    assert published.returncode == 0, published.stderr
+    version = published.stdout.split()[0]
+    started = time.monotonic()
+    assert _converged(replicas, version, within_s=5.0), _fleet(replicas[0])
+    assert time.monotonic() - started < 2.5  # within two seconds of the publication, and a poll
+    # published without the CLI's checks: every replica refuses it, keeps serving, and says why
+    from service.fleet import bundle
+    from service.store.postgres import Database
+    from service.store.postgres.rulesets import PublishedRulesets
+
+    (draft / "strategy.yaml").write_text((draft / "strategy.yaml").read_text().replace("score.grade", "score.grde", 1))
+    database = Database(database_url)
+    database.open()
+    try:
+        PublishedRulesets(database).publish("rs-broken", bundle(draft), "someone")
+    finally:
+        database.close()
+    time.sleep(2.5)
+    fleet = _fleet(replicas[1])
+    assert fleet["published"] == "rs-broken"
+    assert {r["ruleset"] for r in fleet["replicas"]} == {version}
+    assert all(any("score.grde" in e for e in r["errors"]) for r in fleet["replicas"])
+    assert all(httpx.get(f"{s.url}/readyz").status_code == 200 for s in replicas)

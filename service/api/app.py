@@ -144,7 +144,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(runtime.reload()))
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
             pass
+        following = asyncio.ensure_future(runtime.follow_fleet()) if runtime.fleet is not None else None
         yield
+        if following is not None:
+            following.cancel()
         try:
             loop.remove_signal_handler(signal.SIGHUP)
         except (NotImplementedError, RuntimeError, ValueError):
@@ -257,7 +260,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def admin_rules(request: Request) -> dict[str, Any]:
         admit(request, "admin", "admin")
         rs = runtime.ruleset
-        return {"version": rs.version if rs else None, "directory": str(settings.rules_dir),
+        fleet = None
+        if runtime.fleet is not None:  # PostgreSQL: what is published and what each live replica serves
+            fleet = {"published": await asyncio.to_thread(runtime.fleet.published.active),
+                     "replicas": await asyncio.to_thread(runtime.fleet.published.replicas)}
+        return {"version": rs.version if rs else None, "directory": str(rs.directory if rs else settings.rules_dir),
+                "fleet": fleet,
                 "errors": runtime.ruleset_errors,
                 "products": sorted(rs.products) if rs else [],
                 "rules": {"validation": len(rs.validation.rules), "fraud": len(rs.fraud.rules),
@@ -272,8 +280,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
               operation_id="reloadRules",
               summary="Load rules/ again; refused with its errors if it is not clean")
     async def admin_reload(request: Request) -> Response:
-        admit(request, "admin", "admin")
-        ruleset, errors = await runtime.reload()
+        key = admit(request, "admin", "admin")
+        ruleset, errors = await runtime.reload(by=key)
         if ruleset is None:
             raise ProblemError(422, "ruleset-refused", f"{len(errors)} error(s); the active ruleset stays",
                                [{"field": "rules", "pointer": "", "message": e} for e in errors])

@@ -21,6 +21,7 @@ class Stores:
     velocity: Any  # SqliteVelocity | PostgresVelocity
     lists: Any  # SqliteLists | PostgresLists
     backend: str  # sqlite | postgresql
+    database: Any = None  # the shared PostgreSQL database, if that is the backend
 
 
 def is_postgres(url: str) -> bool:
@@ -43,4 +44,4 @@ def stores(database_url: str, data_dir: Path, keyed: KeyedHash, *, whitelist_pol
     database = Database(database_url)
     return Stores(PostgresDecisions(database, commit_linger_s, commit_max_batch),
                   PostgresWhitelist(database, keyed, whitelist_poll_s),
-                  PostgresVelocity(database, keyed), PostgresLists(database, keyed), "postgresql")
+                  PostgresVelocity(database, keyed), PostgresLists(database, keyed), "postgresql", database)
