@@ -21,6 +21,7 @@ from service.store.decisions import COLUMNS, Claim, DecisionRecord, DecisionStor
 from service.store.postgres import Database
 
 SELECT = f"SELECT {COLUMNS} FROM decisions"
+SWEEP_CLAIMS_EVERY = 1000
 CLAIM = """
 INSERT INTO decision_claims (application_id, body_sha256, replica, expires_at)
 VALUES (%(id)s, %(digest)s, %(replica)s, clock_timestamp() + make_interval(secs => %(ttl)s))
@@ -45,6 +46,7 @@ class PostgresDecisions(DecisionStore):
         super().__init__(linger_s, max_batch)
         self.db = database
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
+        self._batches = 0
 
     def open(self) -> None:
         self.db.open()
@@ -92,7 +94,12 @@ class PostgresDecisions(DecisionStore):
                 conn.execute("SET LOCAL synchronous_commit = off")
                 won = conn.execute(CLAIM, {"id": application_id, "digest": body_sha256,
                                            "replica": self.replica, "ttl": ttl_s}).fetchone()
-            return Claim.OURS if won else Claim.ELSEWHERE
+            if not won:
+                return Claim.ELSEWHERE
+            # The claim may be free because its holder has just committed the decision (which
+            # removes the claim in the same transaction): look again, now that we hold it.
+            row = conn.execute(f"{SELECT} WHERE application_id = %s", (application_id,)).fetchone()
+            return _record(row) if row else Claim.OURS
         try:
             return self.db.run(work)
         except Exception as exc:  # noqa: BLE001 - psycopg errors and the pool's timeout alike
@@ -120,6 +127,9 @@ class PostgresDecisions(DecisionStore):
                     cur.execute(f"{SELECT} WHERE application_id = ANY(%s)", (lost,))
                     earlier = {row[1]: _record(row) for row in cur.fetchall()}
                 cur.execute("DELETE FROM decision_claims WHERE application_id = ANY(%s)", (ids,))
+                self._batches += 1
+                if self._batches % SWEEP_CLAIMS_EVERY == 0:  # claims whose replica died, long lapsed
+                    cur.execute("DELETE FROM decision_claims WHERE expires_at < now() - interval '1 hour'")
             return [(rec, True) if rec.decision_id in created else (earlier[rec.application_id], False)
                     for rec in records]
         return self.db.run(work)
