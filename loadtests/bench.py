@@ -12,6 +12,11 @@ other, driven from this process pinned to CPU 1:
 - ``baseline`` (with ``--baseline DIR``): the service as another checkout has it (say, the
   commit before an optimisation), set up the same way, for a before/after in one run.
 
+With ``--database URL`` (or ``--database throwaway``: a temporary cluster on loopback,
+tests/pgcluster.py) the service runs on PostgreSQL, as ``--replicas N`` replicas (replica i on
+CPU i mod 2) sharing it, the load spread over their ports; each run then also records the
+database's CPU time per decision (every ``postgres`` process, from ``/proc``).
+
 Besides throughput and latency, each fixed-rate run records the worker's CPU time per request,
 read from ``/proc/<pid>/stat`` (user + system, all threads), not derived from throughput.
 
@@ -27,7 +32,7 @@ Writes JSON (machine, date, every run) and a PNG of latency percentiles against 
 loadtests/results/.
 
     .venv/bin/python loadtests/bench.py [--rates 100,250,500,1000] [--seconds 10] [--connections 32]
-        [--targets bare,naive,service] [--baseline DIR] [--smoke]
+        [--targets bare,naive,service] [--baseline DIR] [--database URL|throwaway] [--replicas N] [--smoke]
 """
 
 from __future__ import annotations
@@ -140,15 +145,15 @@ async def read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def fixed_rate(target: str, reqs: Requests, port: int, rate: float, seconds: float,
+async def fixed_rate(target: str, reqs: Requests, ports: list[int], rate: float, seconds: float,
                      connections: int) -> dict:
     total = int(rate * seconds)
     interval = 1.0 / rate
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     pool: asyncio.Queue = asyncio.Queue()
-    for _ in range(connections):
-        pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
+    for n in range(connections):  # spread over the replicas' ports
+        pool.put_nowait(await asyncio.open_connection("127.0.0.1", ports[n % len(ports)]))
     start = time.perf_counter() + 0.05
 
     async def one(scheduled: float) -> None:
@@ -176,12 +181,12 @@ async def fixed_rate(target: str, reqs: Requests, port: int, rate: float, second
     return summary(target, f"fixed {rate:g}/s", latencies, statuses, elapsed, offered=rate)
 
 
-async def max_rate(target: str, reqs: Requests, port: int, seconds: float, connections: int) -> dict:
+async def max_rate(target: str, reqs: Requests, ports: list[int], seconds: float, connections: int) -> dict:
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     stop = time.perf_counter() + seconds
 
-    async def conn() -> None:
+    async def conn(port: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         while time.perf_counter() < stop:
             sent = time.perf_counter()
@@ -192,7 +197,7 @@ async def max_rate(target: str, reqs: Requests, port: int, seconds: float, conne
         writer.close()
 
     start = time.perf_counter()
-    await asyncio.gather(*(conn() for _ in range(connections)))
+    await asyncio.gather(*(conn(ports[n % len(ports)]) for n in range(connections)))
     return summary(target, f"max rate, {connections} connections", latencies, statuses,
                    time.perf_counter() - start)
 
@@ -213,12 +218,27 @@ def summary(target: str, name: str, latencies: list[float], statuses: dict[int, 
     return out
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU time of every running PostgreSQL process (server and backends) on this machine."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if text.split(" (", 1)[1].startswith("postgres)"):
+            fields = text.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def pinned(cmd: list[str], cpu: int) -> list[str]:
     return ["taskset", "-c", str(cpu), *cmd] if (os.cpu_count() or 1) > 1 else cmd
 
 
-def start_server(cmd: list[str], port: int, env: dict, ready_path: str, root: Path = ROOT) -> subprocess.Popen:
-    proc = subprocess.Popen(pinned(cmd, 0), cwd=root, env={**os.environ, **env})
+def start_server(cmd: list[str], port: int, env: dict, ready_path: str, root: Path = ROOT,
+                 cpu: int = 0) -> subprocess.Popen:
+    proc = subprocess.Popen(pinned(cmd, cpu), cwd=root, env={**os.environ, **env})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -244,42 +264,69 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(target: str, port: int, pid: int, customers: Customers, args: argparse.Namespace) -> list[dict]:
-    reqs = Requests(port, customers)
-    asyncio.run(max_rate(target + " warm-up", reqs, port, min(2.0, args.seconds), args.connections))
+def measure(target: str, ports: list[int], pids: list[int], customers: Customers, args: argparse.Namespace,
+            database: bool = False) -> list[dict]:
+    reqs = Requests(ports[0], customers)
+    asyncio.run(max_rate(target + " warm-up", reqs, ports, min(2.0, args.seconds), args.connections))
     runs = []
     for rate in (float(r) for r in args.rates.split(",") if r):
-        before = cpu_seconds(pid)
-        run = asyncio.run(fixed_rate(target, reqs, port, rate, args.seconds, args.connections))
-        run["cpu_ms_per_request"] = round((cpu_seconds(pid) - before) * 1000 / max(1, run["requests"]), 3)
-        print(f"{target} at {rate:g}/s: {run['cpu_ms_per_request']} ms of worker CPU per request", flush=True)
+        before, db_before = sum(cpu_seconds(pid) for pid in pids), postgres_cpu_seconds()
+        run = asyncio.run(fixed_rate(target, reqs, ports, rate, args.seconds, args.connections))
+        done = max(1, run["requests"])
+        run["cpu_ms_per_request"] = round((sum(cpu_seconds(pid) for pid in pids) - before) * 1000 / done, 3)
+        if database:
+            run["postgres_cpu_ms_per_request"] = round((postgres_cpu_seconds() - db_before) * 1000 / done, 3)
+        print(f"{target} at {rate:g}/s: {run['cpu_ms_per_request']} ms of worker CPU per request"
+              + (f", {run['postgres_cpu_ms_per_request']} ms of PostgreSQL CPU" if database else ""), flush=True)
         runs.append(run)
-    runs.append(asyncio.run(max_rate(target, reqs, port, args.seconds, args.connections)))
+    db_before = postgres_cpu_seconds()
+    run = asyncio.run(max_rate(target, reqs, ports, args.seconds, args.connections))
+    if database:
+        run["postgres_cpu_ms_per_request"] = round((postgres_cpu_seconds() - db_before) * 1000 / max(1, run["requests"]), 3)
+    runs.append(run)
     return runs
 
 
 @contextlib.contextmanager
-def service(root: Path, sim_port: int, customers: Customers) -> Iterator[tuple[int, subprocess.Popen]]:
+def service(root: Path, sim_port: int, customers: Customers, database: str = "",
+            replicas: int = 1) -> Iterator[tuple[int, subprocess.Popen]]:
     """(port, process) of the service from checkout ``root`` on CPU 0: a fresh data folder, the
     customers whitelisted, the simulator on ``sim_port`` as its providers."""
-    port = free_port()
+    with replicated(root, sim_port, customers, database, replicas) as servers:
+        yield servers[0]
+
+
+@contextlib.contextmanager
+def replicated(root: Path, sim_port: int, customers: Customers, database: str = "",
+               replicas: int = 1) -> Iterator[list[tuple[int, subprocess.Popen]]]:
+    """``replicas`` services (replica i on CPU i mod 2) on SQLite or one PostgreSQL database."""
     with tempfile.TemporaryDirectory() as data_dir:
-        env = {"LOAN_PORT": str(port), "LOAN_DATA_DIR": data_dir, "LOAN_LOG_LEVEL": "WARNING",
+        env = {"LOAN_DATA_DIR": data_dir, "LOAN_LOG_LEVEL": "WARNING", "LOAN_DATABASE_URL": database,
                "LOAN_PROVIDERS_URL": f"http://127.0.0.1:{sim_port}", "LOAN_PROVIDER_KEY": "bench"}
-        subprocess.run([sys.executable, "-m", "service.cli", "whitelist", "import",
-                        str(customers.whitelist_csv(Path(data_dir) / "customers.csv"))],
+        cli = [sys.executable, "-m", "service.cli"]
+        if database:
+            subprocess.run(cli + ["db", "migrate"], cwd=root, env={**os.environ, **env}, check=True,
+                           stdout=subprocess.DEVNULL)
+        subprocess.run(cli + ["whitelist", "import", str(customers.whitelist_csv(Path(data_dir) / "customers.csv"))],
                        cwd=root, env={**os.environ, **env}, check=True, stdout=subprocess.DEVNULL)
-        server = start_server([sys.executable, "-m", "service.cli", "serve"], port, env, "/readyz", root)
+        servers: list[tuple[int, subprocess.Popen]] = []
         try:
-            yield port, server
+            for n in range(replicas):
+                port = free_port()
+                servers.append((port, start_server(cli + ["serve"], port, {**env, "LOAN_PORT": str(port)},
+                                                   "/readyz", root, cpu=n % 2)))
+            yield servers
         finally:
-            stop(server)
+            for _, server in servers:
+                stop(server)
 
 
 def measure_service(target: str, root: Path, sim_port: int, customers: Customers,
                     args: argparse.Namespace) -> tuple[list[dict], float]:
-    with service(root, sim_port, customers) as (port, server):
-        return measure(target, port, server.pid, customers, args), rss_mb(server.pid)
+    with replicated(root, sim_port, customers, args.database, args.replicas) as servers:
+        ports, pids = [port for port, _ in servers], [server.pid for _, server in servers]
+        return (measure(target, ports, pids, customers, args, database=bool(args.database)),
+                max(rss_mb(pid) for pid in pids))
 
 
 def rss_mb(pid: int) -> float:
@@ -300,8 +347,23 @@ def main() -> None:
     parser.add_argument("--providers-latency-ms", type=float, default=0.0,
                         help="the provider simulator's latency (it runs on CPU 1)")
     parser.add_argument("--label", default="decisions")
+    parser.add_argument("--database", default="", help="postgresql://… or 'throwaway'; default: SQLite")
+    parser.add_argument("--replicas", type=int, default=1, help="service replicas (with --database)")
     parser.add_argument("--smoke", action="store_true", help="every target for a second at 20/s, nothing written")
     args = parser.parse_args()
+    if args.replicas > 1 and not args.database:
+        parser.error("--replicas needs --database: replicas share one PostgreSQL")
+    with contextlib.ExitStack() as stack:
+        if args.database == "throwaway":
+            from tests.pgcluster import Cluster
+
+            cluster = Cluster().init().start()
+            stack.callback(cluster.remove)
+            args.database = cluster.url
+        run_benchmark(args)
+
+
+def run_benchmark(args: argparse.Namespace) -> None:
     if args.smoke:
         args.rates, args.seconds, args.customers, args.connections = "20", 0.5, 300, 4
     if (os.cpu_count() or 1) > 1:
@@ -322,7 +384,7 @@ def main() -> None:
         port = free_port()
         server = start_server(uvicorn + ["loadtests.bare_app:app", "--port", str(port)], port, {}, "/ping")
         try:
-            runs += measure("bare", port, server.pid, customers, args)
+            runs += measure("bare", [port], [server.pid], customers, args)
         finally:
             stop(server)
     sim_port = free_port()
@@ -335,7 +397,7 @@ def main() -> None:
             server = start_server(uvicorn + ["loadtests.naive_app:app", "--port", str(port)], port,
                                   {"LOAN_PROVIDERS_URL": f"http://127.0.0.1:{sim_port}"}, "/ping")
             try:
-                runs += measure("naive", port, server.pid, customers, args)
+                runs += measure("naive", [port], [server.pid], customers, args)
             finally:
                 stop(server)
         OUTCOMES.clear()  # the anchors answer "approve" too
@@ -364,7 +426,10 @@ def main() -> None:
     out = write_result(args.label, {
         "setup": {"server": "one uvicorn worker pinned to CPU 0 (uvloop, httptools)",
                   "providers": f"simulator on CPU 1 at {args.providers_latency_ms:g} ms",
-                  "load": "this process pinned to CPU 1", "durability": "SQLite WAL synchronous=FULL, group commit",
+                  "load": "this process pinned to CPU 1",
+                  "durability": ("PostgreSQL synchronous_commit=on, group commit; "
+                                 f"{args.replicas} replica(s), replica i on CPU i mod 2") if args.database
+                  else "SQLite WAL synchronous=FULL, group commit",
                   "customers": args.customers, "seconds": args.seconds, "connections": args.connections},
         "max_rate": best, "service_share_of_bare": ratio, "service_outcomes": OUTCOMES, **memory,
         "baseline": str(args.baseline) if args.baseline else None,

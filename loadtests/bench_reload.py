@@ -44,7 +44,7 @@ async def with_reloads(reqs: Requests, port: int, rate: float, seconds: float, e
 
     task = asyncio.ensure_future(reloader())
     try:
-        run = await fixed_rate("reloading", reqs, port, rate, seconds, 32)
+        run = await fixed_rate("reloading", reqs, [port], rate, seconds, 32)
     finally:
         task.cancel()
     return run, reloads
@@ -71,8 +71,8 @@ def main() -> None:
     try:
         with service(ROOT, sim_port, customers) as (port, _):
             reqs = Requests(port, customers)
-            asyncio.run(fixed_rate("warm-up", reqs, port, args.rate, 1.0, 32))
-            calm = asyncio.run(fixed_rate("calm", reqs, port, args.rate, args.seconds, 32))
+            asyncio.run(fixed_rate("warm-up", reqs, [port], args.rate, 1.0, 32))
+            calm = asyncio.run(fixed_rate("calm", reqs, [port], args.rate, args.seconds, 32))
             busy, reloads = asyncio.run(with_reloads(reqs, port, args.rate, args.seconds, args.every))
     finally:
         stop(simulator)

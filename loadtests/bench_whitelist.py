@@ -6,7 +6,12 @@ Measures: CSV generation (not part of the import), import wall time and rows/s, 
 RSS of the importing process, and lookup latency p50/p99 for listed and unlisted customers
 through ``SqliteWhitelist.lookup`` (keyed hash + one indexed query), cold-ish and warm.
 
-    .venv/bin/python loadtests/bench_whitelist.py [--rows 10000000] [--lookups 100000] [--smoke]
+With ``--database postgresql://…`` (or ``--database throwaway``: a temporary cluster on loopback,
+tests/pgcluster.py) the same, into PostgreSQL: COPY in one transaction, then lookups over
+loopback through ``PostgresWhitelist`` one at a time and in batches of 64 (what the gathering
+thread sends under load).
+
+    .venv/bin/python loadtests/bench_whitelist.py [--rows 10000000] [--lookups 100000] [--database URL] [--smoke]
 """
 
 from __future__ import annotations
@@ -45,8 +50,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--lookups", type=int, default=100_000)
+    parser.add_argument("--database", default="", help="postgresql://… or 'throwaway'; default: SQLite")
     parser.add_argument("--smoke", action="store_true", help="2,000 rows, 200 lookups, nothing written")
     args = parser.parse_args()
+    cluster = None
+    if args.database == "throwaway":
+        from tests.pgcluster import Cluster
+
+        cluster = Cluster().init().start()
+        args.database = cluster.url
     if args.smoke:
         args.rows, args.lookups = 2_000, 200
     keyed = KeyedHash("bench-pii-key-0123456789abcdef0123456789")
@@ -62,15 +74,31 @@ def main() -> None:
         generated = time.perf_counter() - started
         print(f"generated {args.rows:,} rows in {generated:.1f} s ({source.stat().st_size / 1e6:.0f} MB)")
 
-        report = import_whitelist(work / "wl", source, keyed,
-                                  progress=lambda n: print(f"  {n:,}", end="\r", flush=True)
-                                  if n % 1_000_000 == 0 else None)
-        size = (work / "wl" / report.version).stat().st_size
+        def progress(n: int) -> None:
+            if n % 1_000_000 == 0:
+                print(f"  {n:,}", end="\r", flush=True)
+
+        database = None
+        if args.database:
+            from service.store.postgres import Database, migrate
+            from service.store.postgres.whitelist import PostgresWhitelist
+            from service.store.postgres.whitelist import import_whitelist as import_shared
+
+            migrate(args.database)
+            report = import_shared(args.database, source, keyed, progress)
+            database = Database(args.database)
+            database.open()
+            size = database.run(lambda conn: conn.execute(
+                f"SELECT pg_total_relation_size('{report.version}')").fetchone()[0])
+            whitelist = PostgresWhitelist(database, keyed, poll_s=3600)
+        else:
+            report = import_whitelist(work / "wl", source, keyed, progress)
+            size = (work / "wl" / report.version).stat().st_size
+            whitelist = SqliteWhitelist(work / "wl", keyed, poll_s=3600)
         peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"imported in {report.seconds:.1f} s ({args.rows / report.seconds:,.0f} rows/s), "
               f"{size / 1e6:.0f} MB, peak RSS {peak_rss_mb:.0f} MB")
 
-        whitelist = SqliteWhitelist(work / "wl", keyed, poll_s=3600)
         rng = random.Random(7)
         listed = [id_number(rng.randrange(args.rows)) for _ in range(args.lookups)]
         unlisted = [id_number(args.rows + rng.randrange(args.rows)) for _ in range(args.lookups)]
@@ -84,15 +112,28 @@ def main() -> None:
                 assert (entry is not None) == (label == "listed")
             timings[label] = percentiles(samples)
             print(f"lookup {label}: p50 {timings[label]['p50_us']} µs, p99 {timings[label]['p99_us']} µs")
+        samples = []
+        for start in range(0, len(listed), 64):  # the gathering thread's batches
+            t0 = time.perf_counter()
+            found = whitelist.lookup_many(listed[start:start + 64])
+            samples.append((time.perf_counter() - t0) / len(found))
+            assert all(entry is not None for entry in found)
+        timings["listed_batch_64_per_customer"] = percentiles(samples)
+        print(f"lookup in batches of 64, per customer: p50 {timings['listed_batch_64_per_customer']['p50_us']} µs")
+        if database is not None:
+            database.close()
         if args.smoke:
             return
-        write_result("whitelist", {
+        write_result("whitelist-postgres" if args.database else "whitelist", {
+            "store": "postgresql" if args.database else "sqlite",
             "rows": args.rows, "generate_s": round(generated, 1), "import_s": round(report.seconds, 1),
             "import_rows_per_s": round(args.rows / report.seconds), "file_mb": round(size / 1e6),
             "csv_mb": round(source.stat().st_size / 1e6), "import_peak_rss_mb": round(peak_rss_mb),
             "lookups": args.lookups, "lookup": timings})
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if cluster is not None:
+            cluster.remove()
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ import subprocess
 import sys
 
 import pytest
+
+from tests.pgcluster import server_bin
 from pydantic import ValidationError
 
 from service.config import REPO_ROOT
@@ -47,10 +49,18 @@ def test_locust_mix_runs_against_a_live_server_without_failures(live_server, tmp
     assert int(rows["Aggregated"]["Failure Count"]) == 0
 
 
+POSTGRES = ["--database", "throwaway"]
+
+
 @pytest.mark.parametrize("script", ["bench.py", "bench_pipeline.py", "bench_providers.py", "bench_reload.py",
-                                    "bench_rules.py", "bench_scoring.py", "bench_whitelist.py", "bench_backtest.py"])
+                                    "bench_rules.py", "bench_scoring.py", "bench_whitelist.py", "bench_backtest.py",
+                                    ("bench.py", *POSTGRES, "--replicas", "2", "--targets", "service"),
+                                    ("bench_whitelist.py", *POSTGRES)])
 def test_every_benchmark_runs_on_tiny_inputs(script):
     """A smoke run of each benchmark (seconds, nothing written), so that none can rot unnoticed."""
-    done = subprocess.run([sys.executable, f"loadtests/{script}", "--smoke"], cwd=REPO_ROOT,
+    script, *options = (script,) if isinstance(script, str) else script
+    if "throwaway" in options and server_bin() is None:
+        pytest.skip("*** PostgreSQL is not installed (make tools installs it): benchmark smoke SKIPPED ***")
+    done = subprocess.run([sys.executable, f"loadtests/{script}", "--smoke", *options], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
