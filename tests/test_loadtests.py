@@ -8,12 +8,11 @@ import subprocess
 import sys
 
 import pytest
-
-from tests.pgcluster import server_bin
 from pydantic import ValidationError
 
 from service.config import REPO_ROOT
 from service.schemas import DecisionRequest
+from tests.pgcluster import server_bin
 
 LOCUST = shutil.which("locust", path=str(REPO_ROOT / ".venv/bin")) or shutil.which("locust")
 
