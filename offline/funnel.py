@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,24 +61,39 @@ class _Path:
         return {"applications": self.total, "approved": self.approved, "stages": stages}
 
 
-def funnel(database: Path, since: dt.datetime, until: dt.datetime) -> dict[str, Any]:
-    """The funnel of decisions made in [since, until)."""
-    if not Path(database).exists():
-        raise FileNotFoundError(f"no decision store at {database}")
-    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
-    try:
-        rows = conn.execute(
-            "SELECT product, arm, outcome, response FROM decisions WHERE decided_at >= ? AND decided_at < ?",
-            (since.isoformat(), until.isoformat()))
-        paths: dict[tuple[str, str], _Path] = defaultdict(_Path)
-        for product, arm, outcome, response in rows:
-            paths[(product, arm)].add(outcome, orjson.loads(response)["reasons"])
-    finally:
-        conn.close()
+def funnel(database: Path | str, since: dt.datetime, until: dt.datetime) -> dict[str, Any]:
+    """The funnel of decisions made in [since, until), from an SQLite file or a PostgreSQL URL;
+    read-only either way, rows streamed (never all in memory)."""
+    paths: dict[tuple[str, str], _Path] = defaultdict(_Path)
+    for product, arm, outcome, response in _decisions(database, since, until):
+        paths[(product, arm)].add(outcome, orjson.loads(response)["reasons"])
     return {"since": since.isoformat(), "until": until.isoformat(),
             "applications": sum(p.total for p in paths.values()),
             "paths": [{"product": product, "arm": arm, **path.report()}
                       for (product, arm), path in sorted(paths.items())]}
+
+
+def _decisions(database: Path | str, since: dt.datetime, until: dt.datetime) -> Iterator[tuple[Any, ...]]:
+    if isinstance(database, str) and database.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        with psycopg.connect(database) as conn:
+            conn.read_only = True
+            with conn.cursor(name="funnel") as cursor:  # server-side: fetched in chunks
+                cursor.execute("SELECT product, arm, outcome, response FROM decisions "
+                               "WHERE decided_at >= %s AND decided_at < %s", (since, until))
+                for product, arm, outcome, response in cursor:
+                    yield product, arm, outcome, bytes(response)
+        return
+    if not Path(database).exists():
+        raise FileNotFoundError(f"no decision store at {database}")
+    embedded = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        yield from embedded.execute(
+            "SELECT product, arm, outcome, response FROM decisions WHERE decided_at >= ? AND decided_at < ?",
+            (since.isoformat(), until.isoformat()))
+    finally:
+        embedded.close()
 
 
 def render(report: dict[str, Any]) -> Iterable[str]:

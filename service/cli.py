@@ -332,7 +332,10 @@ def report_funnel(args: argparse.Namespace) -> int:
         print("funnel: --since must be before --until", file=sys.stderr)
         return 2
     try:
-        report = funnel(Path(args.database or _settings().database_path), since, until)
+        settings = _settings()
+        source: Path | str = Path(args.database) if args.database else (
+            _database_url(settings) or settings.database_path)
+        report = funnel(source, since, until)
     except (FileNotFoundError, OSError) as exc:
         print(f"funnel: {exc}", file=sys.stderr)
         return 2

@@ -54,11 +54,11 @@ POSTGRES = ["--database", "throwaway"]
 @pytest.mark.parametrize("script", ["bench.py", "bench_pipeline.py", "bench_providers.py", "bench_reload.py",
                                     "bench_rules.py", "bench_scoring.py", "bench_whitelist.py", "bench_backtest.py",
                                     ("bench.py", *POSTGRES, "--replicas", "2", "--targets", "service"),
-                                    ("bench_whitelist.py", *POSTGRES)])
+                                    ("bench_whitelist.py", *POSTGRES), "bench_driver.py"])
 def test_every_benchmark_runs_on_tiny_inputs(script):
     """A smoke run of each benchmark (seconds, nothing written), so that none can rot unnoticed."""
     script, *options = (script,) if isinstance(script, str) else script
-    if "throwaway" in options and server_bin() is None:
+    if ("throwaway" in options or script == "bench_driver.py") and server_bin() is None:
         pytest.skip("*** PostgreSQL is not installed (make tools installs it): benchmark smoke SKIPPED ***")
     done = subprocess.run([sys.executable, f"loadtests/{script}", "--smoke", *options], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300)

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import orjson
@@ -19,8 +18,8 @@ import pytest
 from service.api.app import create_app
 from service.config import REPO_ROOT, Settings
 from service.runtime import Runtime
-from service.verification.simulator import Simulator
 from tests.conftest import LiveServer, import_whitelist
+from tests.test_verification import simulator  # noqa: F401 - fixture
 
 from .factories import ADMIN, CLIENT, application, id_number
 
@@ -87,6 +86,50 @@ async def test_decisions_lists_and_replays_on_postgres(pg_client, tmp_path):
     assert "BLACKLIST_ID_NUMBER" in [r["code"] for r in body["reasons"]]
     audit = (await client.get("/admin/lists/black_id_numbers/audit", headers=ADMIN)).json()["changes"]
     assert [(a["action"], a["entry"], a["key_id"]) for a in audit] == [("add", number[:3] + "*" * 13 + number[-2:], "dev-admin")]
+
+
+async def test_the_funnel_reads_decisions_from_postgres(pg_client, database_url, tmp_path):
+    import datetime as dt
+
+    from offline.funnel import funnel
+
+    client, _ = pg_client
+    started = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    for n in range(3):
+        assert (await client.post("/v1/decisions", json=application(f"fun-{n}"), headers=CLIENT)).status_code == 200
+    report = funnel(database_url, started, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
+    assert report["applications"] == 3 and report["paths"][0]["product"] == "consumer_quick"
+    done = cli("report", "funnel", "--json", env={"LOAN_DATABASE_URL": database_url, "LOAN_DATA_DIR": str(tmp_path)})
+    assert done.returncode == 0 and orjson.loads(done.stdout)["applications"] == 3
+
+
+def test_a_killed_whitelist_import_leaves_the_previous_version_serving(database_url, tmp_path):
+    """SIGKILL in the middle of COPY: the transaction dies with it; no table, no version."""
+    import psycopg
+
+    env = {"LOAN_DATABASE_URL": database_url, "LOAN_DATA_DIR": str(tmp_path)}
+    small, big = tmp_path / "small.csv", tmp_path / "big.csv"
+    header = "id_number,segment,limit,rate_tier,valid_until\n"
+    small.write_text(header + f"{id_number(seq='401')},consumer,5000,T1,2027-01-01\n")
+    assert cli("whitelist", "import", str(small), env=env).returncode == 0
+    from loadtests.bench_whitelist import id_number as nth
+
+    big.write_text(header + "".join(f"{nth(i)},consumer,5000,T1,2027-01-01\n" for i in range(300_000)))
+    importing = subprocess.Popen([sys.executable, "-m", "service.cli", "whitelist", "import", str(big)],
+                                 env={**os.environ, **env}, cwd=REPO_ROOT, stderr=subprocess.DEVNULL)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        deadline = time.monotonic() + 30
+        while not conn.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY%'").fetchone()[0]:
+            assert time.monotonic() < deadline and importing.poll() is None, "the import never reached COPY"
+            time.sleep(0.02)
+        time.sleep(0.3)
+        importing.kill()
+        importing.wait()
+        time.sleep(0.5)  # the server notices the lost connection and rolls back
+        assert conn.execute("SELECT version FROM whitelist_active").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM whitelist_versions").fetchone() == (1,)
+        assert conn.execute("SELECT to_regclass('whitelist_v2')").fetchone() == (None,)
+    assert cli("whitelist", "import", str(small), env=env).returncode == 0  # and the next import works
 
 
 async def test_database_down_is_503_and_not_ready_then_recovers(pg_client, pg_cluster):
@@ -167,15 +210,7 @@ def test_whitelist_import_on_postgres_is_all_or_nothing(database_url, tmp_path):
 # --- several replicas --------------------------------------------------------------------------
 
 @pytest.fixture
-async def simulator() -> AsyncIterator[Simulator]:
-    sim = Simulator(seed=1)
-    await sim.start()
-    yield sim
-    await sim.stop()
-
-
-@pytest.fixture
-def replicas(database_url, tmp_path, simulator) -> Iterator[list[LiveServer]]:
+def replicas(database_url, tmp_path, simulator) -> Iterator[list[LiveServer]]:  # noqa: F811
     env = {"LOAN_DATABASE_URL": database_url, "LOAN_PROVIDERS_URL": simulator.url, "LOAN_PROVIDER_KEY": "k"}
     servers = [LiveServer(tmp_path / f"replica-{n}", env, whitelist=(n == 0)) for n in range(3)]
     try:
@@ -193,7 +228,7 @@ async def _post(client: httpx.AsyncClient, server: LiveServer, body: bytes, expl
 
 
 @pytest.mark.slow
-async def test_thirty_copies_over_three_replicas_make_one_decision(replicas, simulator):
+async def test_thirty_copies_over_three_replicas_make_one_decision(replicas, simulator):  # noqa: F811
     raw = orjson.dumps(application("rep-1"))
     async with httpx.AsyncClient(timeout=10) as client:
         answers = await asyncio.gather(*(_post(client, replicas[n % 3], raw) for n in range(30)))

@@ -117,6 +117,45 @@ def validate_entries(kinds: dict[str, str], name: str, values: list[Any]) -> tup
     return kind, parsed
 
 
+@dataclass(frozen=True, slots=True)
+class Statements:
+    """A backend's SQL for one change (its tables and placeholders; the logic is shared)."""
+
+    add_range: str  # list, lo, hi, entry, at
+    remove_range: str  # list, lo, hi
+    add_entry: str  # list, key, masked, at
+    remove_entry: str  # list, key
+    audit: str  # list, action, entry, actor, key_id, reason, at
+
+
+SQLITE_STATEMENTS = Statements(
+    "INSERT INTO ip_ranges VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    "DELETE FROM ip_ranges WHERE list = ? AND lo = ? AND hi = ?",
+    "INSERT INTO entries VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    "DELETE FROM entries WHERE list = ? AND key = ?",
+    "INSERT INTO audit (list, action, entry, actor, key_id, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+
+
+def apply_change(conn: Any, sql: Statements, keyed: KeyedHash, kind: str, change: Change, value: Any,
+                 now: Any) -> int:
+    """Add or remove one parsed entry inside the caller's transaction, with its audit row if it
+    changed anything; returns 1 or 0. ``conn``: an SQLite or a psycopg connection."""
+    if kind == "ip":
+        shown = str(value)
+        lo, hi = _ip16(value.network_address), _ip16(value.broadcast_address)
+        cursor = (conn.execute(sql.add_range, (change.list, lo, hi, shown, now)) if change.action == "add"
+                  else conn.execute(sql.remove_range, (change.list, lo, hi)))
+    else:
+        shown = mask(kind, value)
+        key = keyed(kind, value)
+        cursor = (conn.execute(sql.add_entry, (change.list, key, shown, now)) if change.action == "add"
+                  else conn.execute(sql.remove_entry, (change.list, key)))
+    if cursor.rowcount:  # free text is kept masked: an actor or reason may quote an ID number or phone
+        conn.execute(sql.audit, (change.list, change.action, shown, mask_text(change.actor), change.key_id,
+                                 mask_text(change.reason), now))
+    return int(cursor.rowcount)
+
+
 def memberships(lists: Any, candidates: dict[str, list[str]]) -> frozenset[tuple[str, str]]:
     """Which of an application's identifiers (list name → values) are on which list."""
     return frozenset((name, value) for name, values in candidates.items() for value in values
@@ -234,7 +273,7 @@ class SqliteLists:
         conn.execute("BEGIN IMMEDIATE")
         try:
             for value in parsed:
-                changed += self._apply(conn, kind, change, value, now)
+                changed += apply_change(conn, SQLITE_STATEMENTS, self.keyed, kind, change, value, now)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -243,30 +282,6 @@ class SqliteLists:
         self._checked = -1.0
         return changed
 
-    def _apply(self, conn: sqlite3.Connection, kind: str, change: Change, value: Any, now: str) -> int:
-        if kind == "ip":
-            shown = str(value)
-            lo, hi = _ip16(value.network_address), _ip16(value.broadcast_address)
-            if change.action == "add":
-                cursor = conn.execute("INSERT OR IGNORE INTO ip_ranges VALUES (?, ?, ?, ?, ?)",
-                                      (change.list, lo, hi, shown, now))
-            else:
-                cursor = conn.execute("DELETE FROM ip_ranges WHERE list = ? AND lo = ? AND hi = ?",
-                                      (change.list, lo, hi))
-        else:
-            shown = mask(kind, value)
-            key = self.keyed(kind, value)
-            if change.action == "add":
-                cursor = conn.execute("INSERT OR IGNORE INTO entries VALUES (?, ?, ?, ?)",
-                                      (change.list, key, shown, now))
-            else:
-                cursor = conn.execute("DELETE FROM entries WHERE list = ? AND key = ?", (change.list, key))
-        if cursor.rowcount:  # free text is kept masked: an actor or reason may quote an ID number or phone
-            conn.execute("INSERT INTO audit (list, action, entry, actor, key_id, reason, at) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (change.list, change.action, shown, mask_text(change.actor), change.key_id,
-                          mask_text(change.reason), now))
-        return cursor.rowcount
 
     def sizes(self) -> dict[str, int]:
         assert self._conn is not None

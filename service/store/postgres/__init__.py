@@ -1,11 +1,13 @@
 """PostgreSQL: the shared store of several replicas (``LOAN_DATABASE_URL=postgresql://…``).
 
 psycopg 3 (synchronous) with a connection pool, called only from the stores' own threads — the
-decision writer, the gathering thread and the health monitor — never from the event loop. It
-was chosen by measurement (loadtests/RESULTS.md, "PostgreSQL driver"): for the batched queries
-those threads make it costs 3.4 µs of client CPU per key against asyncpg's 1.8, but a single
-lookup costs 23 µs against asyncpg's 56 on an event loop, and it keeps one set of store
-interfaces for SQLite and PostgreSQL.
+decision writer, the gathering thread, the health monitor, and a worker thread for a claim —
+never from the event loop. Chosen by measurement (``loadtests/bench_driver.py``; RESULTS.md,
+"Several replicas on PostgreSQL"): one lookup costs 24 µs of client CPU against asyncpg's 28 and
+psycopg-async's 69; a batch of 64 costs 3.7 µs a key against asyncpg's 1.4 — a difference of
+microseconds beside the ≈ 1.7 ms a decision costs — and the synchronous API keeps the threads
+the SQLite stores already use, so both backends have one set of interfaces and the event loop
+never waits on the network.
 
 The schema is versioned SQL under ``migrations/`` (``NNNN_name.sql``), applied in order by
 ``loan-decision db migrate`` and recorded in ``schema_migrations``; a replica serves only on the

@@ -22,16 +22,21 @@ from service.store.postgres import Database
 
 SELECT = f"SELECT {COLUMNS} FROM decisions"
 SWEEP_CLAIMS_EVERY = 1000
-CLAIM = """
-INSERT INTO decision_claims (application_id, body_sha256, replica, expires_at)
-VALUES (%(id)s, %(digest)s, %(replica)s, clock_timestamp() + make_interval(secs => %(ttl)s))
-ON CONFLICT (application_id) DO UPDATE
-   SET body_sha256 = EXCLUDED.body_sha256, replica = EXCLUDED.replica, expires_at = EXCLUDED.expires_at
- WHERE decision_claims.expires_at < clock_timestamp()
-RETURNING 1
+# One statement, so one round trip and one commit for a batch: insert what is new, drop the
+# batch's claims; an application already decided (by another replica) inserts nothing.
+WRITE = f"""
+WITH batch AS (
+    SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[], %s::text[], %s::text[], %s::text[],
+                         %s::timestamptz[], %s::bytea[], %s::bytea[], %s::bytea[])
+             AS b({COLUMNS})
+), inserted AS (
+    INSERT INTO decisions ({COLUMNS}) SELECT {COLUMNS} FROM batch
+    ON CONFLICT (application_id) DO NOTHING RETURNING decision_id
+), released AS (
+    DELETE FROM decision_claims WHERE application_id IN (SELECT application_id FROM batch)
+)
+SELECT decision_id FROM inserted
 """
-INSERT = (f"INSERT INTO decisions ({COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s) "
-          "ON CONFLICT (application_id) DO NOTHING RETURNING decision_id")
 
 
 def _record(row: tuple[Any, ...]) -> DecisionRecord:
@@ -87,19 +92,9 @@ class PostgresDecisions(DecisionStore):
 
     def _claim(self, application_id: str, body_sha256: bytes, ttl_s: float) -> DecisionRecord | Claim:
         def work(conn: psycopg.Connection) -> DecisionRecord | Claim:
-            row = conn.execute(f"{SELECT} WHERE application_id = %s", (application_id,)).fetchone()
-            if row:
-                return _record(row)
-            with conn.transaction():
-                conn.execute("SET LOCAL synchronous_commit = off")
-                won = conn.execute(CLAIM, {"id": application_id, "digest": body_sha256,
-                                           "replica": self.replica, "ttl": ttl_s}).fetchone()
-            if not won:
-                return Claim.ELSEWHERE
-            # The claim may be free because its holder has just committed the decision (which
-            # removes the claim in the same transaction): look again, now that we hold it.
-            row = conn.execute(f"{SELECT} WHERE application_id = %s", (application_id,)).fetchone()
-            return _record(row) if row else Claim.OURS
+            status, *row = conn.execute("SELECT * FROM decision_claim(%s, %s, %s, %s)",
+                                        (application_id, body_sha256, self.replica, ttl_s)).fetchone()  # type: ignore[misc]
+            return _record(tuple(row)) if status == "stored" else Claim(status)
         try:
             return self.db.run(work)
         except Exception as exc:  # noqa: BLE001 - psycopg errors and the pool's timeout alike
@@ -109,27 +104,17 @@ class PostgresDecisions(DecisionStore):
 
     def _write(self, records: list[DecisionRecord]) -> list[tuple[DecisionRecord, bool]]:
         def work(conn: psycopg.Connection) -> list[tuple[DecisionRecord, bool]]:
-            ids = [rec.application_id for rec in records]
-            with conn.transaction(), conn.cursor() as cur:
-                cur.executemany(INSERT, [(rec.decision_id, rec.application_id, rec.body_sha256, rec.outcome,
-                                          rec.product, rec.arm, rec.decided_at, rec.response, rec.trace,
-                                          rec.shadow) for rec in records], returning=True)
-                created = set()
-                while True:
-                    row = cur.fetchone()
-                    if row:
-                        created.add(row[0])
-                    if not cur.nextset():
-                        break
-                lost = [rec.application_id for rec in records if rec.decision_id not in created]
-                earlier = {}
-                if lost:
-                    cur.execute(f"{SELECT} WHERE application_id = ANY(%s)", (lost,))
-                    earlier = {row[1]: _record(row) for row in cur.fetchall()}
-                cur.execute("DELETE FROM decision_claims WHERE application_id = ANY(%s)", (ids,))
-                self._batches += 1
-                if self._batches % SWEEP_CLAIMS_EVERY == 0:  # claims whose replica died, long lapsed
-                    cur.execute("DELETE FROM decision_claims WHERE expires_at < now() - interval '1 hour'")
+            columns = list(zip(*((rec.decision_id, rec.application_id, rec.body_sha256, rec.outcome, rec.product,
+                                  rec.arm, rec.decided_at, rec.response, rec.trace, rec.shadow) for rec in records)))
+            created = {row[0] for row in conn.execute(WRITE, [list(c) for c in columns]).fetchall()}
+            lost = [rec.application_id for rec in records if rec.decision_id not in created]
+            earlier = {}
+            if lost:  # decided before (elsewhere): answer with what was stored
+                earlier = {row[1]: _record(row) for row in conn.execute(
+                    f"{SELECT} WHERE application_id = ANY(%s)", (lost,)).fetchall()}
+            self._batches += 1
+            if self._batches % SWEEP_CLAIMS_EVERY == 0:  # claims whose replica died, long lapsed
+                conn.execute("DELETE FROM decision_claims WHERE expires_at < now() - interval '1 hour'")
             return [(rec, True) if rec.decision_id in created else (earlier[rec.application_id], False)
                     for rec in records]
         return self.db.run(work)

@@ -10,9 +10,8 @@ from typing import Any
 
 import psycopg
 
-from service.logs import mask_text
 from service.store.keys import KeyedHash
-from service.store.lists import Change, _ip16, mask, validate_entries
+from service.store.lists import Change, Statements, _ip16, apply_change, validate_entries
 from service.store.postgres import Database
 
 MEMBERSHIPS = """
@@ -22,6 +21,14 @@ UNION ALL
 SELECT c.i FROM unnest(%(ip_lists)s::text[], %(points)s::bytea[], %(ip_idx)s::int[]) AS c(list, p, i)
  WHERE EXISTS (SELECT 1 FROM list_ip_ranges r WHERE r.list = c.list AND r.lo <= c.p AND r.hi >= c.p)
 """
+
+
+STATEMENTS = Statements(
+    "INSERT INTO list_ip_ranges VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+    "DELETE FROM list_ip_ranges WHERE list = %s AND lo = %s AND hi = %s",
+    "INSERT INTO list_entries VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+    "DELETE FROM list_entries WHERE list = %s AND key = %s",
+    "INSERT INTO list_audit (list, action, entry, actor, key_id, reason, at) VALUES (%s, %s, %s, %s, %s, %s, %s)")
 
 
 class PostgresLists:
@@ -86,34 +93,10 @@ class PostgresLists:
             changed = 0
             with conn.transaction():
                 for value in parsed:
-                    changed += self._apply(conn, kind, change, value, now)
+                    changed += apply_change(conn, STATEMENTS, self.keyed, kind, change, value, now)
             return changed
         return self.db.run(work)
 
-    def _apply(self, conn: psycopg.Connection, kind: str, change: Change, value: Any, now: dt.datetime) -> int:
-        if kind == "ip":
-            shown = str(value)
-            lo, hi = _ip16(value.network_address), _ip16(value.broadcast_address)
-            if change.action == "add":
-                cur = conn.execute("INSERT INTO list_ip_ranges VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                                   (change.list, lo, hi, shown, now))
-            else:
-                cur = conn.execute("DELETE FROM list_ip_ranges WHERE list = %s AND lo = %s AND hi = %s",
-                                   (change.list, lo, hi))
-        else:
-            shown = mask(kind, value)
-            key = self.keyed(kind, value)
-            if change.action == "add":
-                cur = conn.execute("INSERT INTO list_entries VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                                   (change.list, key, shown, now))
-            else:
-                cur = conn.execute("DELETE FROM list_entries WHERE list = %s AND key = %s", (change.list, key))
-        if cur.rowcount:
-            conn.execute("INSERT INTO list_audit (list, action, entry, actor, key_id, reason, at) "
-                         "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                         (change.list, change.action, shown, mask_text(change.actor), change.key_id,
-                          mask_text(change.reason), now))
-        return cur.rowcount
 
     def sizes(self) -> dict[str, int]:
         counts = dict.fromkeys(self.kinds, 0)
