@@ -22,6 +22,7 @@ those scores.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gc
 import ipaddress
@@ -37,7 +38,7 @@ from pydantic import ConfigDict, Field, ValidationError, field_validator
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from service.decide import application_facts, decide
-from service.engine.facts import BOOL, DATE, NUMBER, STAGE, STRING, list_candidates
+from service.engine.facts import BOOL, DATE, NUMBER, RECORDABLE, STRING, list_candidates
 from service.engine.ruleset import OUTCOMES, Ruleset
 from service.schemas import DecisionRequest
 from service.scoring.model import OnnxModel
@@ -45,8 +46,6 @@ from service.stages.decision import NO_LISTS, Decision, ListLookup, Memberships
 from service.store.lists import MemoryLists
 
 CHUNK = 4096
-RECORDABLE = {name: kind for name, kind in STAGE.items()
-              if name.startswith(("whitelist.", "velocity.")) or name.count(".") == 2}
 _TYPES: dict[str, Any] = {BOOL: bool, NUMBER: float, STRING: str, DATE: dt.date}
 
 
@@ -96,12 +95,15 @@ class Result:
     amount: float  # offered amount when approved, else 0
 
 
-def read(path: Path, errors: list[str], limit: int = 20) -> Iterator[list[PastApplication]]:
-    """Chunks of parsed lines. A bad line is recorded in ``errors`` (``file:line: why``) and
-    skipped; the caller decides what a run with errors is worth."""
+def read(path: Path | str, errors: list[str], limit: int = 20,
+         lines: Iterable[bytes] | None = None) -> Iterator[list[PastApplication]]:
+    """Chunks of parsed lines, from the file ``path`` or from ``lines`` (``path`` then names their
+    source). A bad line is recorded in ``errors`` (``file:line: why``) and skipped; the caller
+    decides what a run with errors is worth."""
     chunk: list[PastApplication] = []
-    with Path(path).open("rb") as handle:
-        for number, line in enumerate(handle, 1):
+    with contextlib.ExitStack() as stack:
+        source = lines if lines is not None else stack.enter_context(Path(path).open("rb"))
+        for number, line in enumerate(source, 1):
             if not line.strip():
                 continue
             try:
@@ -302,8 +304,9 @@ class Swaps:
         return {"cells": cells, "changed": sum(c["count"] for c in cells if c["from"] != c["to"])}
 
 
-def run(input_path: Path, evaluators: list[Evaluator]) -> tuple[dict[str, Any], list[str]]:
-    """Evaluate every line with each evaluator; (report, input errors)."""
+def run(input_path: Path | str, evaluators: list[Evaluator],
+        lines: Iterable[bytes] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Evaluate every line (of the file, or ``lines``) with each evaluator; (report, input errors)."""
     errors: list[str] = []
     summaries = [Summary(e.ruleset.version) for e in evaluators]
     swaps = Swaps() if len(evaluators) == 2 else None
@@ -313,7 +316,7 @@ def run(input_path: Path, evaluators: list[Evaluator]) -> tuple[dict[str, Any], 
     gc.freeze()  # the long-lived objects (models, rules) need no more scanning
     gc.disable()  # chunks are acyclic: reference counting frees them
     try:
-        for chunk in read(input_path, errors):
+        for chunk in read(input_path, errors, lines=lines):
             results = [e.evaluate(chunk) for e in evaluators]
             for summary, rows in zip(summaries, results):
                 for row in rows:
@@ -335,6 +338,39 @@ def run(input_path: Path, evaluators: list[Evaluator]) -> tuple[dict[str, Any], 
     if swaps is not None:
         report["swaps"] = swaps.report()
     return report, [e for e in errors if e]
+
+
+def from_store(database: Path | str, since: dt.datetime, until: dt.datetime) -> Iterator[bytes]:
+    """Past applications decided in [since, until) as backtest lines, straight from the decision
+    store (an SQLite file or a PostgreSQL URL; read-only, streamed): each decision's recorded
+    application with its repayment label, when one came back (bad → 1, good → 0)."""
+    sql = ("SELECT d.application, l.status FROM decisions d LEFT JOIN labels l ON l.application_id = "
+           "d.application_id WHERE d.decided_at >= ? AND d.decided_at < ? AND d.application IS NOT NULL "
+           "ORDER BY d.decided_at")
+    if isinstance(database, str) and database.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        with psycopg.connect(database) as conn:
+            conn.read_only = True
+            with conn.cursor(name="backtest") as cursor:  # server-side: fetched in chunks
+                cursor.execute(sql.replace("?", "%s"), (since, until))
+                for application, status in cursor:
+                    yield _labelled(bytes(application), status)
+        return
+    if not Path(database).exists():
+        raise FileNotFoundError(f"no decision store at {database}")
+    import sqlite3
+
+    embedded = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        for application, status in embedded.execute(sql, (since.isoformat(), until.isoformat())):
+            yield _labelled(application, status)
+    finally:
+        embedded.close()
+
+
+def _labelled(application: bytes, status: str | None) -> bytes:
+    return application if status is None else application[:-1] + b',"label":%d}' % (status == "bad")
 
 
 def render(report: dict[str, Any]) -> Iterable[str]:

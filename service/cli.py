@@ -266,7 +266,38 @@ def lists_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def labels_import(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from service.identifiers import CHINA
+    from service.store.backends import stores
+    from service.store.keys import KeyedHash
+    from service.store.labels import LabelErrors, read_csv
+
+    try:
+        labels = read_csv(Path(args.file), dt.datetime.now(CHINA).date())
+    except OSError as exc:
+        print(f"{args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except LabelErrors as exc:
+        for number, why in exc.errors[:50]:
+            print(f"{args.file}: row {number}: {why}" if number else f"{args.file}: {why}", file=sys.stderr)
+        print(f"{len(exc.errors)} bad row(s); nothing stored", file=sys.stderr)
+        return 1
+    settings = _settings()
+    store = stores(_database_url(settings), settings.data_dir, KeyedHash(settings.pii_key)).labels
+    store.open()
+    try:
+        changed = store.put(labels, f"cli:{args.by}", dt.datetime.now(dt.UTC))
+    finally:
+        store.close()
+    print(f"{len(labels)} labels read, {changed} stored (new or newer than what was there)")
+    return 0
+
+
 def backtest(args: argparse.Namespace) -> int:
+    import datetime as dt
+
     import orjson
 
     from offline.backtest import Evaluator, render, run
@@ -291,14 +322,31 @@ def backtest(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"{directory}: {exc}", file=sys.stderr)
             return 2
+    if bool(args.input) == bool(args.since):
+        print("backtest: give --input FILE, or --since (and --until) to read the decision store", file=sys.stderr)
+        return 2
     try:
-        report, errors = run(Path(args.input), evaluators)
+        if args.input:
+            report, errors = run(Path(args.input), evaluators)
+        else:
+            from offline.backtest import from_store
+            from offline.funnel import parse_time
+
+            until = parse_time(args.until) if args.until else dt.datetime.now(dt.UTC)
+            since = parse_time(args.since)
+            settings = _settings()
+            source = _database_url(settings) or settings.database_path
+            report, errors = run(f"the decision store, {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC",
+                                 evaluators, lines=from_store(source, since, until))
+    except ValueError as exc:
+        print(f"backtest: {exc} (use 2026-11-16, 2026-11-16T08:00 or an ISO time with offset)", file=sys.stderr)
+        return 2
     except OSError as exc:
-        print(f"{args.input}: {exc}", file=sys.stderr)
+        print(f"{args.input or 'decision store'}: {exc}", file=sys.stderr)
         return 2
     if report["invalid_lines"]:
         print("\n".join(errors), file=sys.stderr)
-        print(f"{args.input}: {report['invalid_lines']} invalid line(s); nothing written", file=sys.stderr)
+        print(f"{report['input']}: {report['invalid_lines']} invalid line(s); nothing written", file=sys.stderr)
         return 2
     print("\n".join(render(report)))
     out = Path(args.out)
@@ -458,12 +506,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--remove", action="store_true", help="remove the entries instead of adding them")
     p.set_defaults(func=lists_import)
 
+    labels = commands.add_parser("labels", help="repayment outcomes of past applications").add_subparsers(
+        dest="labels_command", required=True)
+    p = labels.add_parser("import", help="store a CSV of application_id,status,days_past_due,observed_on "
+                                         "(all or nothing; a later observation replaces an earlier one)")
+    p.add_argument("file")
+    p.add_argument("--by", default=os.environ.get("USER", "unknown"), help="who imports (recorded)")
+    p.set_defaults(func=labels_import)
+
     p = commands.add_parser("backtest", help="what a ruleset (and a second one) would decide on past "
                                              "applications; writes JSON and a PNG chart")
     p.add_argument("--rules", required=True, help="rules directory A")
     p.add_argument("--against", help="rules directory B: adds the swap set A → B")
-    p.add_argument("--input", required=True, help="JSON lines: request bodies + optional label, recorded "
-                                                  "(format: offline/backtest.py, README)")
+    p.add_argument("--input", help="JSON lines: request bodies + optional label, recorded "
+                                   "(format: offline/backtest.py, README)")
+    p.add_argument("--since", help="instead of --input: the applications decided since (Beijing time without an "
+                                   "offset), read from the decision store with their labels")
+    p.add_argument("--until", help="with --since: until (exclusive; default now)")
     p.add_argument("--models", help="models directory (default: the configured one)")
     p.add_argument("--arm", help="decide every application on this experiment arm (default: its live arm)")
     p.add_argument("--out", default="backtest-out", help="folder for backtest.json and backtest.png")

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -21,11 +21,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Development keys, documented in README.md. Only their SHA-256 hashes live here.
 DEV_CLIENT_KEY = "dev-client-key-change-me"
 DEV_ADMIN_KEY = "dev-admin-key-change-me"
+# Two reviewers, so that a newcomer can try the four-eyes rule.
+DEV_REVIEWER_KEYS = ("dev-reviewer-a-key-change-me", "dev-reviewer-b-key-change-me")
 DEV_API_KEYS = (
     f"client:dev-client:{hashlib.sha256(DEV_CLIENT_KEY.encode()).hexdigest()},"
-    f"admin:dev-admin:{hashlib.sha256(DEV_ADMIN_KEY.encode()).hexdigest()}"
+    f"admin:dev-admin:{hashlib.sha256(DEV_ADMIN_KEY.encode()).hexdigest()},"
+    + ",".join(f"reviewer:dev-reviewer-{who}:{hashlib.sha256(key.encode()).hexdigest()}"
+               for who, key in zip("ab", DEV_REVIEWER_KEYS))
 )
-ROLES = ("client", "admin")
+ROLES = ("client", "admin", "reviewer")
 PROVIDERS = ("identity", "face", "sms", "business")  # the verification checks a product may require
 # The development secret for keyed hashes of ID numbers and phones (README.md). Anything hashed
 # with it is as good as plain text: production sets LOAN_PII_KEY.
@@ -80,6 +84,13 @@ class Settings(BaseSettings):
     commit_max_batch: int = Field(512, ge=1, le=10000)
     log_level: str = "INFO"
     access_log: bool = False
+    # The manual-review channel: how long a reviewer's claim on a case lasts unless renewed.
+    review_lease_s: float = Field(300.0, ge=10, le=3600)
+    # Final decisions of reviewed cases are pushed here (POST, signed with callback_secret);
+    # empty: not pushed (the bank's backend polls GET /v1/decisions/{id}).
+    callback_url: str = ""
+    callback_secret: SecretStr = SecretStr("")
+    callback_timeout_s: float = Field(5.0, gt=0, le=60)
     # Seconds an in-flight request may take to finish after SIGTERM before the worker exits.
     shutdown_grace_s: float = Field(10.0, ge=0, le=300)
 
@@ -108,6 +119,19 @@ class Settings(BaseSettings):
         if url and not url.startswith(("postgresql://", "postgres://")):
             raise ValueError("must be empty (SQLite) or a postgresql:// URL")
         return value
+
+    @field_validator("callback_url")
+    @classmethod
+    def _check_callback(cls, value: str) -> str:
+        if value and not re.fullmatch(r"https?://[^\s/?#]+[^\s]*", value):
+            raise ValueError("must be empty or an http(s):// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _callback_secret(self) -> Settings:
+        if self.callback_url and len(self.callback_secret.get_secret_value()) < 32:
+            raise ValueError("LOAN_CALLBACK_SECRET: at least 32 characters when LOAN_CALLBACK_URL is set")
+        return self
 
     @field_validator("log_level")
     @classmethod

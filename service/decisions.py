@@ -29,10 +29,12 @@ import orjson
 
 from service import __version__, metrics
 from service.decide import application_facts, decide
+from service.engine.facts import RECORDABLE
 from service.engine.ruleset import Ruleset
 from service.gather import Gatherer
+from service.review.opening import open_case
 from service.schemas import DecisionRequest
-from service.stages.decision import Decision, Model
+from service.stages.decision import Decision, Memberships, Model
 from service.store.decisions import Claim, DecisionRecord, DecisionStore, StoreUnavailable
 
 log = logging.getLogger("service.decisions")
@@ -113,10 +115,24 @@ def observe(d: Decision, record: DecisionRecord, decided_at: dt.datetime, submit
     for shadow in d.shadow:
         child(metrics.SHADOW_DECISIONS, shadow["arm"], shadow["outcome"], product,
               "yes" if shadow["outcome"] == record.outcome else "no").inc()
+    if record.case is not None:
+        return  # a referral's clock stops at its review's final decision (service.review.channel)
     elapsed = max(0.0, (decided_at - submitted_at).total_seconds())  # clocks may skew
     child(metrics.SLA_ELAPSED, product).observe(elapsed)
     if elapsed > metrics.SLA_SECONDS:
         child(metrics.SLA_BREACHES, product).inc()
+
+
+def recorded(request: DecisionRequest, facts: dict[str, Any], lists: Memberships) -> bytes:
+    """The application as a backtest line: the request, the stage facts gathered from outside it
+    (providers, whitelist, velocity) and the list entries it was found on."""
+    line = request.model_dump(mode="json")
+    line["recorded"] = {name: facts[name] for name in RECORDABLE if facts.get(name) is not None}
+    found: dict[str, list[str]] = {}
+    for name, value in lists.hits:
+        found.setdefault(name, []).append(str(value))
+    line["lists"] = found
+    return orjson.dumps(line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +212,10 @@ class Decisions:
             decision_id=decision_id, application_id=request.application_id, body_sha256=digest,
             outcome=body["outcome"], product=request.product, arm=d.arm.name,
             decided_at=decided_at.isoformat(), response=orjson.dumps(body),
-            trace=orjson.dumps(d.trace, default=str), shadow=orjson.dumps(d.shadow))
+            trace=orjson.dumps(d.trace, default=str), shadow=orjson.dumps(d.shadow),
+            application=recorded(request, facts, gathered.lists),
+            # A live referral opens its review case in the decision's own transaction.
+            case=open_case(request, d, decision_id, decided_at) if body["outcome"] == "refer" else None)
         stored, created = await self.store.save(record)
         if created:
             observe(d, record, decided_at, request.submitted_at)

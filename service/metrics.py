@@ -50,7 +50,8 @@ RULE_HITS = Counter(
     ["rule", "action", "stage"],
 )
 SLA_ELAPSED = Histogram(
-    "loan_sla_elapsed_seconds", "From the application's submitted_at to its decision (the SLA clock).",
+    "loan_sla_elapsed_seconds", "From the application's submitted_at to its final decision (the SLA "
+    "clock; a referral's stops when its review decides).",
     ["product"], buckets=SLA_BUCKETS,
 )
 SLA_BREACHES = Counter(
@@ -71,6 +72,35 @@ STORE_COMMIT_SECONDS = Histogram(
 STORE_BATCH_SIZE = Histogram(
     "loan_store_commit_batch_size", "Decisions per group commit.",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+# The manual-review channel. Gauges are read from the shared store by every replica: aggregate
+# them with max(), not sum(). Counters count each event once, fleet-wide.
+REVIEW_CASES = Gauge(
+    "loan_review_cases", "Undecided review cases, by product and state (the queue).", ["product", "state"],
+)
+REVIEW_OLDEST_SECONDS = Gauge(
+    "loan_review_oldest_case_age_seconds", "Age of the oldest undecided review case, by product.", ["product"],
+)
+REVIEW_BREACHES = Counter(
+    "loan_review_breaches_total", "Review cases still undecided at their deadline, by product.", ["product"],
+)
+REVIEW_DECISIONS = Counter(
+    "loan_review_decisions_total", "Review cases finished, by final outcome and product.", ["outcome", "product"],
+)
+REVIEW_SECONDS = Histogram(
+    "loan_review_duration_seconds", "From a case's opening to its final decision.", ["product"],
+    buckets=SLA_BUCKETS,
+)
+REVIEW_TRANSITIONS = Counter(
+    "loan_review_transitions_total", "Review case transitions, by action.", ["action"],
+)
+CALLBACK_DELIVERIES = Counter(
+    "loan_callback_deliveries_total", "Attempts to deliver a final decision to the bank's backend, by result.",
+    ["result"],  # delivered | http_error | timeout | unreachable
+)
+CALLBACK_PENDING = Gauge("loan_callback_pending", "Final-decision events not yet delivered.")
+CALLBACK_OLDEST_SECONDS = Gauge(
+    "loan_callback_oldest_pending_seconds", "Age of the oldest undelivered final-decision event (0: none).",
 )
 RULE_RELOADS = Counter("loan_rule_reloads_total", "Ruleset reloads, by result.", ["result"])
 RULESET_INFO = Info("loan_ruleset", "The active ruleset version.")

@@ -19,6 +19,8 @@ from service.decisions import Decisions
 from service.engine.ruleset import Ruleset, RulesetError, load_ruleset
 from service.fleet import FOLLOW_EVERY_S, Fleet
 from service.gather import Gatherer
+from service.review.callbacks import Callbacks
+from service.review.channel import ReviewChannel
 from service.ruletests import check_elsewhere, check_ruleset
 from service.scoring.model import OnnxModel, load_models
 from service.store.backends import Stores, stores
@@ -29,6 +31,7 @@ from service.verification.providers import HttpProvider, ProviderConfig
 log = logging.getLogger("service.runtime")
 COMPILE_SWITCH_S = 0.0005
 WATCH_EVERY_S = 0.5
+REVIEW_TICK_S = 1.0
 
 
 def build_providers(settings: Settings) -> dict[str, HttpProvider]:
@@ -56,6 +59,14 @@ class Runtime:
         self.whitelist = self.stores.whitelist
         self.velocity = self.stores.velocity
         self.lists = self.stores.lists
+        self.labels = self.stores.labels
+        self.review = ReviewChannel(self.stores.reviews, self.store, lambda: self.ruleset, settings.review_lease_s,
+                                    callbacks=bool(settings.callback_url))
+        self.callbacks: Callbacks | None = None
+        if settings.callback_url:
+            secret = settings.callback_secret.get_secret_value().encode()
+            self.callbacks = Callbacks(self.stores.reviews, settings.callback_url, secret, settings.callback_timeout_s)
+            self.review.on_final = self.callbacks.wake.set
         self.providers = build_providers(settings)
         self.fleet: Fleet | None = None
         if self.stores.database is not None:
@@ -80,6 +91,8 @@ class Runtime:
 
     def start(self) -> None:
         self.store.open()
+        self.stores.reviews.open()
+        self.labels.open()
         self.velocity.open()
         self.lists.open()
         self.whitelist.open()
@@ -139,6 +152,28 @@ class Runtime:
             except Exception as exc:  # noqa: BLE001 - the database is down: keep serving, look again
                 log.warning("following the fleet's ruleset failed", extra={"fields": {"error": type(exc).__name__}})
 
+    async def run_review(self) -> None:
+        """The review clock (lapsed claims, breaches, queue gauges) and the callback dispatcher,
+        until cancelled."""
+        delivering = asyncio.ensure_future(self.callbacks.run()) if self.callbacks is not None else None
+        try:
+            while True:
+                try:
+                    await self.review.tick()
+                    if self.callbacks is not None:
+                        await self.callbacks.gauges()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a store outage: the next tick tries again
+                    log.warning("review clock tick failed", extra={"fields": {"error": type(exc).__name__}})
+                await asyncio.sleep(REVIEW_TICK_S)
+        finally:
+            if delivering is not None:
+                delivering.cancel()
+                await asyncio.gather(delivering, return_exceptions=True)
+                assert self.callbacks is not None
+                await self.callbacks.close()
+
     async def close_providers(self) -> None:
         for provider in self.providers.values():
             await provider.aclose()
@@ -160,6 +195,8 @@ class Runtime:
             self._watcher = None
         self.gatherer.close()
         self.store.close()
+        self.stores.reviews.close()
+        self.labels.close()
         self.velocity.close()
         self.lists.close()
         self.whitelist.close()

@@ -9,6 +9,7 @@ product's amount range are rules, not schema.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import ipaddress
 from typing import Annotated, Any, Literal
@@ -56,7 +57,7 @@ CollateralType = Literal["none", "real_estate", "vehicle", "insurance", "warehou
 Relation = Literal["spouse", "guarantor", "partner", "contact"]
 AttachmentType = Literal["id_front", "id_back", "business_license", "contract", "other"]
 Outcome = Literal["approve", "decline", "refer"]
-Stage = Literal["validation", "verification", "enrichment", "fraud", "scoring", "strategy"]
+Stage = Literal["validation", "verification", "enrichment", "fraud", "scoring", "strategy", "review"]
 
 
 # The README's example application and what it is answered: the OpenAPI document shows them,
@@ -436,6 +437,41 @@ class TraceStage(Documented):
     detail: dict = Field(default_factory=dict, description="rules evaluated, provider calls, …")
 
 
+class ReviewReason(Documented):
+    code: str
+    """A reason code declared in products.yaml's review_reasons."""
+    message: str
+    """What it means for the applicant."""
+
+
+class ReviewBlock(Documented):
+    case_id: str
+    """The review case: 'rev_' and a ULID."""
+    state: Literal["open", "claimed", "awaiting_confirmation", "confirming", "decided"]
+    """Where the case is; only 'decided' is final."""
+    due_at: AwareDatetime
+    """The review deadline (submitted_at + the product's review SLA)."""
+    decided_by: str | None
+    """The reviewer's key name that decided (proposed, under four eyes)."""
+    confirmed_by: str | None
+    """The second reviewer's key name, when the four-eyes rule applied."""
+    decided_at: AwareDatetime | None
+    """When the case was finally decided."""
+    reason: ReviewReason | None
+    """The reviewer's reason."""
+
+
+class AutomaticOutcome(Documented):
+    outcome: Outcome
+    """What the service decided automatically ('refer')."""
+    offer: Offer | None
+    """Always null for a referral."""
+    reasons: list[Reason]
+    """Why it was referred."""
+    decided_at: AwareDatetime
+    """When the automatic decision was made."""
+
+
 class DecisionResponse(Documented):
     model_config = ConfigDict(use_attribute_docstrings=True, json_schema_extra={"examples": [EXAMPLE_RESPONSE]})
 
@@ -463,6 +499,11 @@ class DecisionResponse(Documented):
     elapsed_ms: float
     """Time to decide inside the service, milliseconds."""
     trace: list[TraceStage] | None = Field(None, description="present with ?explain=true")
+    automatic: AutomaticOutcome | None = None
+    """For a referred application (GET only): the automatic outcome, kept beside the final one."""
+    review: ReviewBlock | None = None
+    """For a referred application (GET only): its review case; once decided, ``outcome``,
+    ``offer``, ``reasons`` and ``decided_at`` are the review's."""
 
 
 class FieldError(Documented):
@@ -498,3 +539,142 @@ class ListChange(Strict):
     """The entries to add or remove (checked for the list's kind)."""
     actor: Annotated[str, Field(min_length=1, max_length=64, description="the person making the change")]
     reason: Annotated[str, Field(min_length=1, max_length=500, description="why: ticket, case number")]
+
+
+# --- the manual-review channel ---------------------------------------------------------------
+
+ReviewState = Literal["open", "claimed", "awaiting_confirmation", "confirming", "decided"]
+Note = Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class ReviewOffer(Strict):
+    amount: Annotated[float, Field(gt=0, le=MONEY_MAX)]
+    """Amount offered, CNY: within the product's limits and the whitelist limit."""
+    term_months: Annotated[int, Field(gt=0, le=600)]
+    """One of the product's terms."""
+    rate_tier: Annotated[str, Field(min_length=1, max_length=16)]
+    """One of the product's rate tiers; the rate is the tier's."""
+
+
+class ReviewVerdict(Strict):
+    """POST /v1/reviews/{case_id}/decide body."""
+
+    outcome: Literal["approve", "decline"]
+    """The reviewer's decision."""
+    reason: Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{1,63}$")]
+    """A reason code declared for that outcome in products.yaml's review_reasons."""
+    note: Note
+    """What the reviewer checked (kept in the case's audit, with ID numbers and phones masked)."""
+    offer: ReviewOffer | None = None
+    """Required to approve; absent to decline."""
+
+
+class ReviewNote(Strict):
+    """POST /v1/reviews/{case_id}/release, /confirm body (optional)."""
+
+    note: Note | None = None
+    """Why (kept in the case's audit, masked)."""
+
+
+class ReviewRejection(Strict):
+    """POST /v1/reviews/{case_id}/reject body."""
+
+    note: Note
+    """Why the proposed approval is rejected (kept in the case's audit, masked)."""
+
+
+class ReviewCase(Documented):
+    case_id: str
+    """The case: 'rev_' and a ULID."""
+    decision_id: str
+    """The automatic decision that referred it."""
+    application_id: str
+    """The bank's application id."""
+    product: str
+    """The product applied for."""
+    state: ReviewState
+    """open, claimed, awaiting_confirmation (four eyes), confirming, decided."""
+    amount: float
+    """The amount applied for, CNY."""
+    priority: Literal["normal", "high", "urgent"] | None
+    """normal; high from half the SLA; urgent from the deadline. Null once decided."""
+    opened_at: AwareDatetime
+    """When the case was opened (the automatic decision's time)."""
+    due_at: AwareDatetime
+    """The deadline: submitted_at + the product's review SLA."""
+    seconds_left: float
+    """Until the deadline (negative: breached)."""
+    holder: str | None
+    """The reviewer key holding the claim."""
+    lease_until: AwareDatetime | None
+    """When the claim lapses unless renewed by claiming again."""
+    breached: bool
+    """Still undecided at its deadline (counted once)."""
+    proposal: dict[str, Any] | None
+    """An approval waiting for a second reviewer: outcome, offer, reason, note, by, at."""
+
+
+class ReviewQueue(Documented):
+    cases: list[ReviewCase]
+    """Earliest deadline first."""
+    next_cursor: str | None
+    """Pass as ?cursor= for the next page; null on the last."""
+
+
+class ReviewEvent(Documented):
+    at: AwareDatetime
+    """When it happened."""
+    key: str
+    """The API key's name, or 'system' (lease expiry, deadline)."""
+    action: Literal["opened", "claimed", "renewed", "released", "expired", "proposed", "decided", "confirmed",
+                    "rejected", "breached"]
+    """What happened."""
+    from_: str | None = Field(alias="from", description="the state before (null when opened)")
+    to: str
+    """The state after."""
+    note: str | None
+    """The reviewer's note, masked; or what the system did."""
+
+
+class ReviewCaseDetail(ReviewCase):
+    application: dict[str, Any]
+    """The application, personal data masked (name, ID number, phone)."""
+    whitelist: dict[str, Any]
+    """The pre-approval: listed, limit, segment, rate_tier, expired."""
+    checks: dict[str, Any]
+    """Verification results by check."""
+    reasons: list[Reason]
+    """Why it was referred."""
+    flags: list[str]
+    """Fraud rules that flagged without deciding."""
+    score: Score | None
+    """The credit score, if scoring ran."""
+    verdict: dict[str, Any] | None
+    """The final verdict, once decided."""
+    automatic: dict[str, Any]
+    """The automatic decision: outcome, decided_at, versions."""
+    trace: list[TraceStage] | None
+    """The decision's trace: every rule and the values it read, provider calls."""
+    history: list[ReviewEvent]
+    """Every transition, oldest first."""
+
+
+# --- admin: labels --------------------------------------------------------------------------
+
+
+class LabelRow(Strict):
+    application_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    """The application the loan came from."""
+    status: Literal["good", "bad"]
+    """How the loan performed, by the bank's definition of bad."""
+    days_past_due: Annotated[int, Field(ge=0, le=10_000)]
+    """Days past due when observed."""
+    observed_on: dt.date
+    """When it was observed; a later observation replaces an earlier one."""
+
+
+class LabelBatch(Strict):
+    """POST /admin/labels body."""
+
+    labels: Annotated[list[LabelRow], Field(min_length=1, max_length=10_000)]
+    """Up to 10,000 outcomes, each application once."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import orjson
 from stdnum.cn import ric, uscc
 
 from service.ruletests import merge
@@ -13,6 +14,8 @@ CLIENT_KEY = "dev-client-key-change-me"
 ADMIN_KEY = "dev-admin-key-change-me"
 CLIENT = {"Authorization": f"Bearer {CLIENT_KEY}", "Content-Type": "application/json"}
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+REVIEWER_A = {"Authorization": "Bearer dev-reviewer-a-key-change-me", "Content-Type": "application/json"}
+REVIEWER_B = {"Authorization": "Bearer dev-reviewer-b-key-change-me", "Content-Type": "application/json"}
 
 
 def id_number(birth: str = "19900307", region: str = "110105", seq: str = "123") -> str:
@@ -79,3 +82,12 @@ def merchant(app_id: str, marker: str = "123", **patch: Any) -> dict[str, Any]:
                                        "years_operating": 5, "annual_revenue": 900000},
                              attachments=BASE["attachments"] + [{"type": "business_license", "sha256": "f" * 64}]),
                  patch)
+
+
+def as_answered(body: bytes) -> dict[str, Any]:
+    """A GET answer without what a review adds (``automatic``, ``review``): for a referral not
+    yet reviewed, exactly what POST answered; any other decision has nothing to remove."""
+    data = orjson.loads(body)
+    data.pop("automatic", None)
+    data.pop("review", None)
+    return data

@@ -13,7 +13,7 @@ import pytest
 from service.api.app import create_app
 from service.config import REPO_ROOT, Settings
 from service.runtime import Runtime
-from tests.factories import ADMIN, CLIENT, application, id_number
+from tests.factories import ADMIN, CLIENT, application, as_answered, id_number
 
 STAGES = ["validation", "verification", "enrichment", "fraud", "scoring", "strategy"]
 
@@ -72,12 +72,23 @@ async def test_explain_adds_trace_of_six_stages_in_order(client):
 
 
 async def test_stored_decision_is_returned_byte_for_byte(client):
-    first = await post(client, application("app-get"))
+    first = await post(client, application("app-get", loan={"amount": 999999}))
+    assert first.json()["outcome"] == "decline"
     decision_id = first.json()["decision_id"]
     by_id = await client.get(f"/v1/decisions/{decision_id}", headers=CLIENT)
     by_app = await client.get("/v1/decisions", params={"application_id": "app-get"}, headers=CLIENT)
     assert by_id.status_code == by_app.status_code == 200
     assert by_id.content == by_app.content == first.content
+
+
+async def test_a_referral_is_returned_as_answered_with_its_review_beside_it(client):
+    first = await post(client, application("app-get-refer"))
+    assert first.json()["outcome"] == "refer"
+    by_id = (await client.get(f"/v1/decisions/{first.json()['decision_id']}", headers=CLIENT)).content
+    assert as_answered(by_id) == first.json()
+    body = orjson.loads(by_id)
+    assert body["automatic"] == {k: first.json()[k] for k in ("outcome", "offer", "reasons", "decided_at")}
+    assert body["review"]["state"] == "open" and body["review"]["decided_by"] is None
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import datetime as dt
 import shutil
 import subprocess
@@ -18,6 +19,7 @@ from service.engine.ruleset import load_ruleset
 from offline.funnel import funnel, parse_time
 from service.decide import application_facts, decide
 from service.scoring.model import load_models
+from service.store.labels import Label
 from tests.factories import application
 from tests.test_verification import simulator, verified  # noqa: F401 - fixtures
 
@@ -222,3 +224,47 @@ def test_recorded_business_registry_facts_decide_like_the_live_check(models):
     with pytest.raises(Exception, match="verification.business.established"):
         PastApplication.model_validate_json(orjson.dumps(
             {**merchant("bt-biz-3"), "recorded": {**recorded, "verification.business.established": "soon"}}))
+
+
+async def test_the_backtest_reads_past_applications_their_facts_and_labels_from_the_store(verified, models):  # noqa: F811
+    """Decided live (simulator, whitelist, velocity), then decided again from what the store
+    recorded: the same outcome, reasons and grade for each, and the labels that came back."""
+    from offline.backtest import from_store, run
+
+    client, runtime = verified
+    started = dt.datetime.now(dt.timezone.utc)
+    live = {}
+    for app_id, patch in (("s1", {}), ("s2", {"verification": {"face": {"liveness_token": "tok-spoof"},
+                                                              "sms": {"request_id": "s", "code": "123456"}}}),
+                          ("s3", {"loan": {"amount": 30000, "term_months": 7, "purpose": "consumption"}}),
+                          ("s4", {}), ("s5", {}), ("s6", {})):
+        body = application(app_id, device={"device_id": "dev-shared"}, **patch)  # velocity counts up
+        response = await client.post("/v1/decisions", content=orjson.dumps(body),
+                                     headers={"Authorization": "Bearer dev-client-key-change-me",
+                                              "Content-Type": "application/json"})
+        live[app_id] = response.json()
+    assert {d["outcome"] for d in live.values()} >= {"approve", "decline"}
+    runtime.labels.put([Label("s1", "bad", 95, dt.date(2026, 6, 1)), Label("s4", "good", 0, dt.date(2026, 6, 1))],
+                       "test", dt.datetime.now(dt.UTC))
+    lines = list(from_store(runtime.settings.database_path, started - dt.timedelta(seconds=1),
+                            dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=1)))
+    apps = [PastApplication.model_validate_json(line) for line in lines]
+    assert [a.application_id for a in apps] == list(live)
+    assert {a.application_id: a.label for a in apps} == {"s1": 1, "s2": None, "s3": None, "s4": 0, "s5": None,
+                                                         "s6": None}
+    ruleset = load_ruleset(REPO_ROOT / "rules", set(models))
+    for app, result in zip(apps, Evaluator(ruleset, models).evaluate(apps)):
+        answered = live[app.application_id]
+        assert result.outcome == answered["outcome"], app.application_id
+        assert list(result.reasons) == [(r["code"], r["stage"]) for r in answered["reasons"]]
+        assert result.grade == (answered["score"]["grade"] if answered["score"] else None)
+    report, errors = run("store", [Evaluator(ruleset, models)], lines=lines)
+    assert not errors and report["applications"] == 6
+    done = subprocess.run([sys.executable, "-m", "service.cli", "backtest", "--rules", "rules", "--no-chart",
+                           "--since", (started - dt.timedelta(minutes=1)).isoformat(), "--out",
+                           str(runtime.settings.data_dir / "bt")], cwd=REPO_ROOT, capture_output=True, text=True,
+                          env={**os.environ, "LOAN_DATA_DIR": str(runtime.settings.data_dir)}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "6 applications from the decision store" in done.stdout
+    both = cli("backtest", "--rules", "rules", "--input", "x.jsonl", "--since", "2026-11-01")
+    assert both.returncode == 2 and "give --input FILE, or --since" in both.stderr

@@ -14,7 +14,7 @@ import pytest
 
 from service.config import REPO_ROOT
 from tests.conftest import LiveServer
-from tests.factories import CLIENT, application
+from tests.factories import CLIENT, application, as_answered
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
@@ -64,7 +64,7 @@ def test_every_acknowledged_decision_survives_a_stop(tmp_path, sig):
             missing = []
             for app_id, body in acknowledged.items():
                 resp = http.get("/v1/decisions", params={"application_id": app_id}, headers=CLIENT)
-                if resp.status_code != 200 or resp.content != body:
+                if resp.status_code != 200 or as_answered(resp.content) != orjson.loads(body):
                     missing.append(app_id)
         assert not missing, f"{len(missing)} acknowledged decisions lost, e.g. {missing[:5]}"
     finally:

@@ -17,7 +17,7 @@ from service.config import REPO_ROOT
 
 OPS = REPO_ROOT / "ops"
 PROMTOOL = shutil.which("promtool")
-ROWS = ["Traffic", "Latency", "Outcomes", "Rules", "Providers", "Model", "Store"]
+ROWS = ["Traffic", "Latency", "Outcomes", "Rules", "Providers", "Model", "Store", "Manual review"]
 SUFFIXES = ("", "_total", "_bucket", "_count", "_sum", "_info")
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="PROMTOOL NOT FOUND: `make test` installs it (Debian package 'prometheus'); "

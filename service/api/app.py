@@ -49,9 +49,19 @@ from service.api.problems import (
     reject_duplicate_keys,
 )
 from service.api.ratelimit import RateLimiter
+from service.api.reviews import review_routes
 from service.config import Settings, parse_api_keys, parse_rate_limits
 from service.runtime import Runtime
-from service.schemas import DecisionRequest, DecisionResponse, ListChange, Problem
+from service.schemas import (
+    DecisionRequest,
+    DecisionResponse,
+    LabelBatch,
+    ListChange,
+    Problem,
+    ReviewNote,
+    ReviewRejection,
+    ReviewVerdict,
+)
 from service.store.decisions import StoreUnavailable
 from service.store.lists import Change, EntryError
 
@@ -122,7 +132,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     keys = KeyRing(parse_api_keys(settings.api_keys))
     limiter = RateLimiter(parse_rate_limits(settings.rate_limits))
 
-    def admit(request: Request, role: str, kind: str) -> str:
+    def admit(request: Request, role: str | tuple[str, ...], kind: str) -> str:
         """The calling key's name after its role (401/403) and its rate (429) are checked."""
         name = keys.require(request.headers.get("authorization"), role)
         limiter.take(name, kind)
@@ -145,7 +155,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
             pass
         following = asyncio.ensure_future(runtime.follow_fleet()) if runtime.fleet is not None else None
+        reviewing = asyncio.ensure_future(runtime.run_review())
         yield
+        reviewing.cancel()
+        await asyncio.gather(reviewing, return_exceptions=True)
         if following is not None:
             following.cancel()
         try:
@@ -216,7 +229,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                            decision_id: Annotated[str, Path(max_length=64)],
                            explain: bool = False) -> Response:
         admit(request, "client", "decisions")
-        return _stored(await runtime.store.find(decision_id), explain)
+        return _stored(await runtime.review.decision(await runtime.store.find(decision_id), explain))
 
     @app.get("/v1/decisions", tags=["decisions"], response_model=DecisionResponse,
              operation_id="findDecision", responses=_problems(401, 403, 404, 422, 429),
@@ -225,12 +238,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                             application_id: Annotated[str, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
                             explain: bool = False) -> Response:
         admit(request, "client", "decisions")
-        return _stored(await runtime.store.find_by_application(application_id), explain)
+        return _stored(await runtime.review.decision(await runtime.store.find_by_application(application_id), explain))
 
-    def _stored(record: Any, explain: bool) -> Response:
-        if record is None:
+    def _stored(answer: bytes | None) -> Response:
+        if answer is None:
             raise ProblemError(404, "not-found", "no decision with that id")
-        return _json(record.with_trace() if explain else record.response)
+        return _json(answer)
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive", operation_id="healthz")
     async def healthz() -> dict[str, str]:
@@ -346,11 +359,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         admit(request, "admin", "admin")
         return {"list": _list_name(name), "changes": await asyncio.to_thread(runtime.lists.audit, name, limit)}
 
+    app.include_router(review_routes(runtime, admit, _read_body))
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
         _, defs = models_json_schema([(DecisionRequest, "validation"), (ListChange, "validation"),
+                                      (ReviewVerdict, "validation"), (ReviewNote, "validation"),
+                                      (ReviewRejection, "validation"), (LabelBatch, "validation"),
                                       (Problem, "serialization")],
                                      ref_template="#/components/schemas/{model}")
         components = schema.setdefault("components", {})

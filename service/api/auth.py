@@ -44,7 +44,7 @@ class KeyRing:
                 found = key
         return found
 
-    def require(self, authorization: str | None, role: str) -> str:
+    def require(self, authorization: str | None, role: str | tuple[str, ...]) -> str:
         """The key's name (what audit trails record), or 401 (no such key, or expired) / 403."""
         key = self.key_of(authorization)
         if key is None:
@@ -55,6 +55,8 @@ class KeyRing:
                                                                          "expired": key.expires.isoformat()}})
             raise ProblemError(401, "unauthorized", f"this key expired on {key.expires.isoformat()}",
                                headers=_CHALLENGE)
-        if key.role != role:
-            raise ProblemError(403, "forbidden", f"this key's role may not call this endpoint (needs '{role}')")
+        roles = (role,) if isinstance(role, str) else role
+        if key.role not in roles:
+            raise ProblemError(403, "forbidden", "this key's role may not call this endpoint (needs "
+                                                 f"{' or '.join(repr(r) for r in roles)})")
         return key.name

@@ -140,6 +140,10 @@ STAGE: dict[str, str] = {
     "score.points": NUMBER,
     "score.grade": STRING,
 }
+# The stage facts gathered from outside the application (providers, whitelist, velocity): what a
+# decision records, so that a backtest can decide it again without calling anything.
+RECORDABLE = {name: kind for name, kind in STAGE.items()
+              if name.startswith(("whitelist.", "velocity.")) or name.count(".") == 2}
 
 # The facts that hold each kind of identifier a list can hold: what in_list (a single value) and
 # any_in_list (a list) may read, and what gathering looks up on the bank's lists.

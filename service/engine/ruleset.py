@@ -25,6 +25,7 @@ ACTIONS = ("decline", "refer", "flag")
 OUTCOMES = ("approve", "decline", "refer")
 CHECKS = PROVIDERS
 ERROR_POLICIES = ("refer", "decline", "ignore")
+REASON_CODE = re.compile(r"[A-Z][A-Z0-9_]{1,63}")
 ARM_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 MAX_ARMS = 8
 
@@ -48,6 +49,8 @@ class Product:
     reference_rate: float
     rate_tiers: dict[str, float]
     models: dict[str, str]  # segment → model name (scoring issue)
+    review_sla_s: float = 600.0  # a referral's deadline from submitted_at: the disbursement clock
+    four_eyes_above: float | None = None  # a reviewer's approval above this amount needs a second one
 
     def facts(self) -> dict[str, Any]:
         return {
@@ -132,6 +135,8 @@ class Ruleset:
     fraud: RuleSet
     strategy: Strategy
     experiment: Experiment
+    # The reason codes a reviewer may give, by outcome (approve | decline): code → message.
+    review_reasons: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def list_kinds(self) -> dict[str, str]:
@@ -169,6 +174,7 @@ class _Loader:
         self.directory = directory
         self.models = models  # the model names that exist; None: not checked
         self.errors: list[RuleError] = []
+        self.products_doc: Located | None = None
 
     def error(self, position: Position, message: str, rule_id: str | None = None) -> None:
         self.errors.append(RuleError(position, message, rule_id))
@@ -230,10 +236,11 @@ class _Loader:
     # --- products ---------------------------------------------------------------------------
 
     def products(self) -> dict[str, Product]:
-        doc = self.document("products.yaml")
+        doc = self.products_doc = self.document("products.yaml")
         products: dict[str, Product] = {}
         if doc is None:
             return products
+        self.unknown_keys(doc, {"products", "review_reasons"}, None)
         entries = doc.get("products")
         if not isinstance(entries, Located) or not entries:
             self.error(doc.at("products"), "'products' must map product codes to their settings")
@@ -245,7 +252,7 @@ class _Loader:
             self.unknown_keys(spec, {"name", "amount", "terms", "age", "occupations", "requires_business",
                                      "requires_income", "income_multiple", "required_attachments",
                                      "required_checks", "face_threshold", "reference_rate",
-                                     "rate_tiers", "models"}, code)
+                                     "rate_tiers", "models", "review"}, code)
             amount = spec.get("amount") if isinstance(spec.get("amount"), Located) else None
             age = spec.get("age") if isinstance(spec.get("age"), Located) else None
             if amount is None or age is None:
@@ -276,6 +283,7 @@ class _Loader:
                     known = ", ".join(sorted(self.models)) or "none"
                     self.error(models.at(segment), f"segment '{segment}' routes to model '{model}', "
                                                    f"which is not loaded (models: {known})", code)
+            sla_s, four_eyes = self.review(spec, code)
             product = Product(
                 code=code, name=self.text(spec, "name", code),
                 min_amount=self.number(amount, "min", code), max_amount=self.number(amount, "max", code),
@@ -290,11 +298,46 @@ class _Loader:
                 required_checks=tuple(checks),
                 face_threshold=self.number(spec, "face_threshold", code, default=0.8, high=1),
                 reference_rate=self.number(spec, "reference_rate", code, high=1),
-                rate_tiers={str(k): float(v) for k, v in tiers.items()}, models=dict(models))
+                rate_tiers={str(k): float(v) for k, v in tiers.items()}, models=dict(models),
+                review_sla_s=sla_s, four_eyes_above=four_eyes)
             if product.min_amount > product.max_amount or product.min_age > product.max_age:
                 self.error(spec.position, "a min is above its max", code)
             products[code] = product
         return products
+
+    def review(self, spec: Located, code: str) -> tuple[float, float | None]:
+        """(the review SLA in seconds, the four-eyes amount) of a product's ``review`` block."""
+        block = spec.get("review")
+        if block is None:
+            return 600.0, None
+        if not isinstance(block, Located):
+            self.error(spec.at("review"), "'review' must be a mapping: sla_minutes, four_eyes_above", code)
+            return 600.0, None
+        self.unknown_keys(block, {"sla_minutes", "four_eyes_above"}, code)
+        minutes = self.number(block, "sla_minutes", code, default=10, low=1, high=7 * 24 * 60)
+        four_eyes = self.number(block, "four_eyes_above", code) if "four_eyes_above" in block else None
+        return minutes * 60, four_eyes
+
+    def review_reasons(self) -> dict[str, dict[str, str]]:
+        """products.yaml's ``review_reasons``: {approve: {CODE: message}, decline: {…}}."""
+        doc = self.products_doc
+        block = doc.get("review_reasons") if doc is not None else None
+        if doc is None or block is None:
+            return {}
+        reasons: dict[str, dict[str, str]] = {}
+        if not isinstance(block, Located) or set(block) - {"approve", "decline"}:
+            self.error(doc.at("review_reasons"), "'review_reasons' maps approve and decline to {CODE: message}")
+            return reasons
+        for outcome, codes in block.items():
+            if not isinstance(codes, Located) or not codes:
+                self.error(block.at(outcome), f"'{outcome}' must map reason codes to messages")
+                continue
+            for code in codes:
+                if not isinstance(code, str) or not REASON_CODE.fullmatch(code):
+                    self.error(codes.at(code), "a reason code is UPPER_SNAKE_CASE")
+                    continue
+                reasons.setdefault(outcome, {})[code] = self.text(codes, code, code)
+        return reasons
 
     # --- lists ------------------------------------------------------------------------------
 
@@ -506,4 +549,8 @@ def load_ruleset(directory: Path, models: set[str] | None = None) -> Ruleset:
                                         "read lists in fraud rules", rule.id)
     if loader.errors:
         raise RulesetError(loader.errors)
-    return Ruleset(version_of(directory), directory, products, lists, validation, fraud, strategy, experiment)
+    review_reasons = loader.review_reasons()
+    if loader.errors:
+        raise RulesetError(loader.errors)
+    return Ruleset(version_of(directory), directory, products, lists, validation, fraud, strategy, experiment,
+                   review_reasons)

@@ -9,7 +9,9 @@ from typing import Any
 
 from service.store.decisions import DecisionStore, SqliteDecisions
 from service.store.keys import KeyedHash
+from service.store.labels import SqliteLabels
 from service.store.lists import SqliteLists
+from service.store.review import ReviewStore, SqliteReviews
 from service.store.velocity import SqliteVelocity
 from service.store.whitelist import SqliteWhitelist
 
@@ -20,8 +22,13 @@ class Stores:
     whitelist: Any  # SqliteWhitelist | PostgresWhitelist
     velocity: Any  # SqliteVelocity | PostgresVelocity
     lists: Any  # SqliteLists | PostgresLists
+    reviews: ReviewStore
+    labels: Any  # SqliteLabels | PostgresLabels
     backend: str  # sqlite | postgresql
     database: Any = None  # the shared PostgreSQL database, if that is the backend
+
+    def __post_init__(self) -> None:
+        self.decisions.reviews = self.reviews  # a referral's case opens in the decision's transaction
 
 
 def is_postgres(url: str) -> bool:
@@ -32,16 +39,21 @@ def stores(database_url: str, data_dir: Path, keyed: KeyedHash, *, whitelist_pol
            commit_linger_s: float = 0.0, commit_max_batch: int = 512) -> Stores:
     """The stores for ``database_url`` (empty: SQLite under ``data_dir``), not yet opened."""
     if not database_url:
-        return Stores(SqliteDecisions(data_dir / "decisions.sqlite3", commit_linger_s, commit_max_batch),
+        decisions = data_dir / "decisions.sqlite3"  # cases, outbox and labels live beside the decisions
+        return Stores(SqliteDecisions(decisions, commit_linger_s, commit_max_batch),
                       SqliteWhitelist(data_dir / "whitelist", keyed, whitelist_poll_s),
                       SqliteVelocity(data_dir / "velocity.sqlite3", keyed),
-                      SqliteLists(data_dir / "lists.sqlite3", keyed), "sqlite")
+                      SqliteLists(data_dir / "lists.sqlite3", keyed), SqliteReviews(decisions),
+                      SqliteLabels(decisions), "sqlite")
     from service.store.postgres import Database
     from service.store.postgres.decisions import PostgresDecisions
+    from service.store.postgres.labels import PostgresLabels
     from service.store.postgres.lists import PostgresLists
+    from service.store.postgres.review import PostgresReviews
     from service.store.postgres.velocity import PostgresVelocity
     from service.store.postgres.whitelist import PostgresWhitelist
     database = Database(database_url)
     return Stores(PostgresDecisions(database, commit_linger_s, commit_max_batch),
                   PostgresWhitelist(database, keyed, whitelist_poll_s),
-                  PostgresVelocity(database, keyed), PostgresLists(database, keyed), "postgresql", database)
+                  PostgresVelocity(database, keyed), PostgresLists(database, keyed), PostgresReviews(database),
+                  PostgresLabels(database), "postgresql", database)

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from service import metrics
+from service.store import review
+from service.store.review import CaseEvent, CaseRow
 from service.store.sqlite import connect
 
 SCHEMA = """
@@ -42,12 +44,14 @@ CREATE TABLE IF NOT EXISTS decisions (
     decided_at     TEXT NOT NULL,
     response       BLOB NOT NULL,
     trace          BLOB NOT NULL,
-    shadow         BLOB NOT NULL DEFAULT x'5b5d'
+    shadow         BLOB NOT NULL DEFAULT x'5b5d',
+    application    BLOB
 );
 CREATE INDEX IF NOT EXISTS decisions_decided_at ON decisions(decided_at);
 """
 # Columns added after the first release, added in place to an older file when it is opened.
-MIGRATIONS = {"shadow": "ALTER TABLE decisions ADD COLUMN shadow BLOB NOT NULL DEFAULT x'5b5d'"}
+MIGRATIONS = {"shadow": "ALTER TABLE decisions ADD COLUMN shadow BLOB NOT NULL DEFAULT x'5b5d'",
+              "application": "ALTER TABLE decisions ADD COLUMN application BLOB"}
 COLUMNS = "decision_id, application_id, body_sha256, outcome, product, arm, decided_at, response, trace, shadow"
 
 
@@ -67,6 +71,10 @@ class DecisionRecord:
     response: bytes  # the exact bytes answered, without the trace
     trace: bytes  # the trace as JSON, added to the answer on ?explain=true
     shadow: bytes = b"[]"  # shadow arms' results as JSON: recorded, never answered
+    case: CaseRow | None = None  # a live referral's review case: opened in the same transaction
+    # What it was decided on, as a backtest line: the request, the recorded stage facts, the list
+    # hits. Written, read only by the backtest (never with the record).
+    application: bytes | None = None
 
     def with_trace(self) -> bytes:
         """The response with its trace, composed the same way every time (byte-stable replays)."""
@@ -92,6 +100,7 @@ class DecisionStore(abc.ABC):
     """One writer thread commits whatever is queued as one transaction (group commit)."""
 
     def __init__(self, linger_s: float = 0.0, max_batch: int = 512) -> None:
+        self.reviews: review.ReviewStore | None = None  # set by service.store.backends
         self.linger_s = linger_s
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -163,6 +172,11 @@ class DecisionStore(abc.ABC):
                 batch.append(item)
             self._commit(batch)
 
+    def _open_case(self, conn: object, case: CaseRow) -> None:
+        assert self.reviews is not None, "a review case needs the review store"
+        self.reviews.insert_case(conn, case, CaseEvent(case.case_id, case.opened_at, "system", "opened",
+                                                      None, case.state))
+
     def _commit(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         try:
@@ -199,7 +213,7 @@ class SqliteDecisions(DecisionStore):
     # --- lifecycle ---------------------------------------------------------------------------
 
     def open(self) -> None:
-        self._conn = connect(self.path, "FULL", SCHEMA)
+        self._conn = connect(self.path, "FULL", SCHEMA + review.SCHEMA)
         present = {row[1] for row in self._conn.execute("PRAGMA table_info(decisions)")}
         for column, statement in MIGRATIONS.items():
             if column not in present:
@@ -258,12 +272,14 @@ class SqliteDecisions(DecisionStore):
             conn.execute("BEGIN IMMEDIATE")
             for rec in records:
                 cur = conn.execute(
-                    f"INSERT INTO decisions ({COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?) "
+                    f"INSERT INTO decisions ({COLUMNS}, application) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
                     "ON CONFLICT(application_id) DO NOTHING",
                     (rec.decision_id, rec.application_id, rec.body_sha256, rec.outcome,
-                     rec.product, rec.arm, rec.decided_at, rec.response, rec.trace, rec.shadow),
+                     rec.product, rec.arm, rec.decided_at, rec.response, rec.trace, rec.shadow, rec.application),
                 )
                 if cur.rowcount == 1:
+                    if rec.case is not None:
+                        self._open_case(conn, rec.case)
                     results.append((rec, True))
                 else:
                     row = conn.execute(f"SELECT {COLUMNS} FROM decisions WHERE application_id = ?",

@@ -12,7 +12,10 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -34,3 +37,41 @@ def connect(path: Path, synchronous: str = "FULL", schema: str = "") -> sqlite3.
         os.close(lock)  # releases the lock
     conn.execute(f"PRAGMA synchronous={synchronous}")
     return conn
+
+
+class SqliteFile:
+    """One connection to a store's file, used by one thread at a time: reads, and write
+    transactions that take the write lock first (``BEGIN IMMEDIATE``: no upgrade deadlock)."""
+
+    schema = ""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        self._conn = connect(self.path, "FULL", self.schema)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _read(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        assert self._conn is not None, f"{type(self).__name__} is not open"
+        with self._lock:
+            return work(self._conn)
+
+    def _transaction(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        conn = self._conn
+        assert conn is not None, f"{type(self).__name__} is not open"
+        with self._lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result

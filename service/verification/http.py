@@ -119,11 +119,13 @@ class ConnectionPool:
     def request_line(self, path: str) -> bytes:
         return f"POST {self.prefix}{path} HTTP/1.1\r\n".encode()
 
-    async def post(self, request_line: bytes, body: bytes) -> tuple[int, bytes]:
-        """(status, body) of one POST. Raises HttpFailure; cancellation closes the connection."""
+    async def post(self, request_line: bytes, body: bytes, headers: bytes = b"") -> tuple[int, bytes]:
+        """(status, body) of one POST; ``headers``: this request's own, CRLF-terminated lines.
+        Raises HttpFailure; cancellation closes the connection."""
         connection = await self._acquire()
         try:
-            answer = await connection.exchange(request_line + self._head + b"%d\r\n\r\n" % len(body) + body)
+            answer = await connection.exchange(request_line + headers + self._head + b"%d\r\n\r\n" % len(body)
+                                               + body)
         except BaseException:
             connection.close()
             self._release(connection)

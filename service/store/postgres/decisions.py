@@ -27,10 +27,10 @@ SWEEP_CLAIMS_EVERY = 1000
 WRITE = f"""
 WITH batch AS (
     SELECT * FROM unnest(%s::text[], %s::text[], %s::bytea[], %s::text[], %s::text[], %s::text[],
-                         %s::timestamptz[], %s::bytea[], %s::bytea[], %s::bytea[])
-             AS b({COLUMNS})
+                         %s::timestamptz[], %s::bytea[], %s::bytea[], %s::bytea[], %s::bytea[])
+             AS b({COLUMNS}, application)
 ), inserted AS (
-    INSERT INTO decisions ({COLUMNS}) SELECT {COLUMNS} FROM batch
+    INSERT INTO decisions ({COLUMNS}, application) SELECT {COLUMNS}, application FROM batch
     ON CONFLICT (application_id) DO NOTHING RETURNING decision_id
 ), released AS (
     DELETE FROM decision_claims WHERE application_id IN (SELECT application_id FROM batch)
@@ -105,8 +105,17 @@ class PostgresDecisions(DecisionStore):
     def _write(self, records: list[DecisionRecord]) -> list[tuple[DecisionRecord, bool]]:
         def work(conn: psycopg.Connection) -> list[tuple[DecisionRecord, bool]]:
             columns = list(zip(*((rec.decision_id, rec.application_id, rec.body_sha256, rec.outcome, rec.product,
-                                  rec.arm, rec.decided_at, rec.response, rec.trace, rec.shadow) for rec in records)))
-            created = {row[0] for row in conn.execute(WRITE, [list(c) for c in columns]).fetchall()}
+                                  rec.arm, rec.decided_at, rec.response, rec.trace, rec.shadow, rec.application)
+                                 for rec in records)))
+            cases = [rec for rec in records if rec.case is not None]
+            if not cases:  # the common batch: one statement, committed on its own
+                created = {row[0] for row in conn.execute(WRITE, [list(c) for c in columns]).fetchall()}
+            else:  # referrals: their review cases commit with them
+                with conn.transaction():
+                    created = {row[0] for row in conn.execute(WRITE, [list(c) for c in columns]).fetchall()}
+                    for rec in cases:
+                        if rec.decision_id in created and rec.case is not None:
+                            self._open_case(conn, rec.case)
             lost = [rec.application_id for rec in records if rec.decision_id not in created]
             earlier = {}
             if lost:  # decided before (elsewhere): answer with what was stored
