@@ -76,6 +76,26 @@ def feature_matrix(spec: FeatureSpec, requests: list[DecisionRequest], ruleset: 
     return np.array(rows, dtype=np.float32)
 
 
+def reference_values(spec: FeatureSpec, requests: list[DecisionRequest], ruleset: Ruleset) -> dict[str, list[Any]]:
+    """For each numeric input (features reading one expression), the deciles of its values in
+    the training data: the candidates an explanation picks the best attribute from
+    (service/scoring/explain.py). Categories and true/false need none."""
+    from service.scoring.explain import inputs
+
+    values: dict[str, list[float]] = {}
+    for request in requests:
+        facts = application_facts(request, ruleset)
+        for item in inputs(spec):
+            first = item.features[0]
+            if first.encoding == "categories" or first.boolean:
+                continue
+            value = first.fn(facts, None)
+            if value is not None:
+                values.setdefault(item.name, []).append(float(value))
+    return {name: sorted({float(round(v, 4)) for v in np.quantile(vs, np.linspace(0, 1, 11))})
+            for name, vs in values.items()}
+
+
 def learner(spec: FeatureSpec) -> Any:
     """A fresh, unfitted estimator for ``spec.learner`` with its parameters."""
     from sklearn.ensemble import RandomForestClassifier, VotingClassifier
@@ -242,6 +262,7 @@ def train(folder: Path, data: Path | None, rules_dir: Path, cv: bool = True,
         "columns": x.shape[1], "protocol": f"repeated stratified {FOLDS}-fold x {REPEATS}, "
                                            f"random_state={SEED}", "cv": result,
         "grades": grade_table(spec, y, oof),
+        "reference": reference_values(spec, labelled.requests, ruleset),
     }
     protected = read_protected(data.parent / "protected.csv", labelled.ids)
     if protected is not None:

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     access_log: bool = False
     # The manual-review channel: how long a reviewer's claim on a case lasts unless renewed.
     review_lease_s: float = Field(300.0, ge=10, le=3600)
+    # The applicant's right to a human decision (PIPL art. 24): days after an automatic decision
+    # in which a review may be requested, and the hours a reviewer then has to answer.
+    review_request_days: int = Field(30, ge=1, le=3650)
+    review_request_hours: float = Field(72.0, gt=0, le=24 * 90)
     # Final decisions of reviewed cases are pushed here (POST, signed with callback_secret);
     # empty: not pushed (the bank's backend polls GET /v1/decisions/{id}).
     callback_url: str = ""

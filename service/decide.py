@@ -22,13 +22,18 @@ from typing import Any
 from service.engine.derived import derive
 from service.engine.experiment import Arm
 from service.engine.facts import request_facts
+from service.engine.messages import Message
 from service.engine.ruleset import Ruleset
+from service.outcome import Outcome
 from service.schemas import DecisionRequest
 from service.stages import STAGES, Stage
 from service.stages import scoring as scoring_stage
 from service.stages.decision import NO_LISTS, Decision, ListLookup, Model
 
 SCORING = STAGES.index(scoring_stage)  # type: ignore[arg-type]
+HUMAN_DECISION_REQUESTED = "HUMAN_DECISION_REQUESTED"
+HUMAN_DECISION_MESSAGE = Message("您已选择由人工作出决定，您的申请将由工作人员审核。",
+                                 "You asked for a person to decide: the bank's staff will review your application.")
 
 
 def application_facts(request: DecisionRequest, ruleset: Ruleset) -> dict[str, Any]:
@@ -54,25 +59,40 @@ def decide(facts: dict[str, Any], ruleset: Ruleset, arm: Arm | None = None, *,
     arm = arm or ruleset.experiment.assign(facts["application_id"])
     d = Decision(facts, ruleset, ruleset.products.get(facts["product"]), arm, lists, models or {})
     shadow_arms = ruleset.experiment.shadows if shadows else ()
+    # The applicant refused an automated decision: every stage runs (the reviewer sees all of
+    # it) and the outcome is a referral, whatever the stages said.
+    for_a_person = facts.get("consents.automated_decision") is False
     if not shadow_arms:
-        _run(d, STAGES, traced)
-        return d
-    _run(d, STAGES[:SCORING], traced)
-    before_scoring = d.fork(d.arm)
-    _run(d, STAGES[SCORING:], traced)
-    d.shadow = [_shadow(before_scoring.fork(shadow)) for shadow in shadow_arms]
+        _run(d, STAGES, traced, for_a_person)
+    else:
+        _run(d, STAGES[:SCORING], traced, for_a_person)
+        before_scoring = d.fork(d.arm)
+        _run(d, STAGES[SCORING:], traced, for_a_person)
+        d.shadow = [_shadow(before_scoring.fork(shadow)) for shadow in shadow_arms]
+    if for_a_person:
+        refer_to_a_person(d)
     return d
 
 
-def _run(d: Decision, stages: tuple[Stage, ...], traced: bool) -> None:
+def refer_to_a_person(d: Decision) -> None:
+    """PIPL art. 24: no automatic outcome for an applicant who refused one. What automation
+    would have said is kept for the reviewer (``suggested``), never answered."""
+    d.suggested = {"outcome": d.outcome.label, "offer": d.offer, "reasons": [r["code"] for r in d.reasons]}
+    d.offer = None
+    d.add_reason(HUMAN_DECISION_REQUESTED, "review", HUMAN_DECISION_MESSAGE, "refer")
+    d.strongest = Outcome.REFER
+
+
+def _run(d: Decision, stages: tuple[Stage, ...], traced: bool, every: bool = False) -> None:
+    """Run ``stages`` on ``d``; with ``every``, none is skipped."""
     if not traced:
         for stage in stages:
-            if stage.skip(d) is None:
+            if every or stage.skip(d) is None:
                 stage.run(d)
         return
     for stage in stages:
         started = time.perf_counter()
-        skipped = stage.skip(d)
+        skipped = None if every else stage.skip(d)
         before = len(d.reasons)
         detail = {"skipped": skipped} if skipped else stage.run(d)
         d.trace.append({

@@ -24,6 +24,30 @@ def mask_phone(value: str) -> str:
     return value[:3] + "****" + value[-4:] if len(value) == 11 else "*" * len(value)
 
 
+def mask_name(name: str) -> str:
+    """'王小明' → '王**': the family name, enough to greet the applicant."""
+    return name[:1] + "*" * (len(name) - 1)
+
+
+def _mask_many(mask: Any) -> Any:
+    return lambda values: [mask(v) for v in values] if isinstance(values, list) else values
+
+
+# Facts that are personal data, and how a stored trace or a page shows them.
+PERSONAL_FACTS = {
+    "applicant.name": mask_name, "applicant.id_number": mask_id_number, "applicant.phone": mask_phone,
+    "related.id_numbers": _mask_many(mask_id_number), "related.phones": _mask_many(mask_phone),
+    "device.device_id": lambda v: "*" * len(v), "device.ip": lambda v: "*" * len(v),
+    "device.gps.lat": lambda v: round(v), "device.gps.lon": lambda v: round(v),
+}
+
+
+def mask_fact(path: str, value: Any) -> Any:
+    """A fact's value as it may be stored in a trace: personal data masked."""
+    mask = PERSONAL_FACTS.get(path)
+    return mask(value) if mask is not None and value is not None else value
+
+
 def mask_text(text: str) -> str:
     """Mask anything shaped like an ID number or a mainland mobile number in free text."""
     text = _ID_NUMBER.sub(lambda m: m.group(1) + "*" * 13 + m.group(2), text)

@@ -7,6 +7,7 @@ its start and runs to the end on it.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import sys
 import threading
@@ -17,12 +18,14 @@ from service import __version__, metrics
 from service.config import Settings
 from service.decisions import Decisions
 from service.engine.ruleset import Ruleset, RulesetError, load_ruleset
+from service.explanations import Explanations
 from service.fleet import FOLLOW_EVERY_S, Fleet
 from service.gather import Gatherer
 from service.review.callbacks import Callbacks
 from service.review.channel import ReviewChannel
 from service.ruletests import check_elsewhere, check_ruleset
 from service.scoring.model import OnnxModel, load_models
+from service.scoring.versions import ModelVersions
 from service.store.backends import Stores, stores
 from service.store.keys import KeyedHash
 from service.verification.breaker import BreakerPolicy, CircuitBreaker
@@ -76,6 +79,8 @@ class Runtime:
         self.fleet_errors: list[str] = []  # why the fleet's published ruleset was refused here
         self._stop = threading.Event()
         self._watcher: threading.Thread | None = None
+        self.model_versions = ModelVersions(self.models, self.stores.models)
+        self.explanations = Explanations(self.model_versions, dt.timedelta(days=settings.review_request_days))
         self.gatherer = Gatherer(self.providers, self.whitelist, self.velocity, self.lists)
         self.decisions = Decisions(self.gatherer, self.store, self.models, settings.deadline_ms / 1000)
 
@@ -93,6 +98,11 @@ class Runtime:
         self.store.open()
         self.stores.reviews.open()
         self.labels.open()
+        self.stores.models.open()
+        try:
+            self.model_versions.archive_live()
+        except Exception as exc:  # noqa: BLE001 - serving does not need the archive; explaining later does
+            log.error("models not archived", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"}})
         self.velocity.open()
         self.lists.open()
         self.whitelist.open()
@@ -197,6 +207,7 @@ class Runtime:
         self.store.close()
         self.stores.reviews.close()
         self.labels.close()
+        self.stores.models.close()
         self.velocity.close()
         self.lists.close()
         self.whitelist.close()

@@ -153,14 +153,14 @@ EXAMPLE_RESPONSE: dict[str, Any] = {
     },
     "reasons": [],
     "score": {
-        "model": "german_champion-ebdae173da93",
+        "model": "german_champion-fe9cb5b91217",
         "pd": 0.052,
         "points": 571.0,
         "grade": "C"
     },
     "versions": {
         "ruleset": "rs-e9df9e58be2a",
-        "model": "german_champion-ebdae173da93",
+        "model": "german_champion-fe9cb5b91217",
         "service": "0.1.0"
     },
     "experiment": {
@@ -272,6 +272,10 @@ class Consents(Strict):
     """The customer consents to the processing of personal data (PIPL)."""
     e_signature: ESignature | None = None
     """The electronic signature of the contract, if signed at application."""
+    automated_decision: bool | None = None
+    """False: the customer refuses a decision made by automation alone (PIPL art. 24). Every
+    check still runs and the application is referred to a person. Absent or true: decided
+    automatically."""
 
 
 class Bank(Strict):
@@ -637,6 +641,11 @@ class ReviewEvent(Documented):
 
 
 class ReviewCaseDetail(ReviewCase):
+    origin: Literal["referral", "applicant_request", "no_automated_decision"]
+    """Why a person reviews it: automation referred it; the applicant asked for a review of an
+    automatic decision; or the applicant refused an automated decision."""
+    request_reason: str | None
+    """The applicant's reason, when they asked for the review (masked)."""
     application: dict[str, Any]
     """The application, personal data masked (name, ID number, phone)."""
     whitelist: dict[str, Any]
@@ -652,7 +661,8 @@ class ReviewCaseDetail(ReviewCase):
     verdict: dict[str, Any] | None
     """The final verdict, once decided."""
     automatic: dict[str, Any]
-    """The automatic decision: outcome, decided_at, versions."""
+    """The automatic decision: outcome (what automation said or, for an applicant who refused
+    automation, would have said), offer, decided_at, versions."""
     trace: list[TraceStage] | None
     """The decision's trace: every rule and the values it read, provider calls."""
     history: list[ReviewEvent]
@@ -678,3 +688,105 @@ class LabelBatch(Strict):
 
     labels: Annotated[list[LabelRow], Field(min_length=1, max_length=10_000)]
     """Up to 10,000 outcomes, each application once."""
+
+
+# --- the applicant's rights (PIPL art. 24) ----------------------------------------------------
+
+
+class ReviewRequest(Strict):
+    """POST /v1/decisions/{decision_id}/review-request body."""
+
+    reason: Annotated[str, Field(min_length=1, max_length=1000)]
+    """Why the applicant asks for a person to decide, in their words (kept masked)."""
+
+
+class ExplanationReason(Documented):
+    code: str
+    """Reason code."""
+    stage: Stage
+    """The stage that gave it."""
+    message: str
+    """What it means, in the response's language."""
+
+
+class ExplanationFactor(Documented):
+    input: str
+    """The model input (the features reading one value count as one input)."""
+    label: str
+    """Its name in the response's language."""
+    value: Any
+    """The applicant's value."""
+    best: Any
+    """Its best attribute: the value that would have given the most points."""
+    points: float
+    """Points this input contributed against its best attribute (negative: it lowered the score)."""
+    text: str | None = None
+    """The factor in plain language, for an input that lowered the score."""
+
+
+class ExplanationFactors(Documented):
+    available: bool
+    """False when the model version cannot be loaded any more (``why`` says why)."""
+    why: str | None = None
+    """Why there are no factors."""
+    method: Literal["exact", "shapley-sampled"] | None = None
+    """exact: a scorecard's points per attribute; shapley-sampled: Shapley values against the
+    reference applicant over sampled orders of the inputs (docs/API.md)."""
+    points: float | None = None
+    """The applicant's points, unrounded."""
+    reference_points: float | None = None
+    """The reference applicant's points (every input at its best attribute); the factors'
+    points add up to ``points - reference_points``."""
+    top: list[ExplanationFactor] = []
+    """The inputs that lowered the score most (up to four)."""
+    all: list[ExplanationFactor] = []
+    """Every input, the most points lost first."""
+
+
+class FiredRule(Documented):
+    stage: Stage
+    """The stage of the rule."""
+    id: str
+    """The rule id."""
+    action: str | None
+    """decline, refer or flag."""
+    read: dict[str, Any]
+    """The facts the rule read and their values when it fired (personal data masked)."""
+
+
+class HumanReview(Documented):
+    case_id: str | None
+    """The review case, if a person reviews or reviewed the decision."""
+    state: ReviewState | None
+    """Its state."""
+    may_request_until: AwareDatetime | None
+    """Until when the applicant may ask for a person to review this automatic decision."""
+
+
+class Explanation(Documented):
+    """GET /v1/decisions/{decision_id}/explanation."""
+
+    decision_id: str
+    """The decision."""
+    application_id: str
+    """The bank's application id."""
+    language: Literal["zh", "en"]
+    """The language of the texts (from Accept-Language; Chinese by default)."""
+    outcome: Outcome
+    """The final outcome."""
+    decided_by: Literal["automation", "person"]
+    """Whether a person made the final decision."""
+    decided_at: AwareDatetime
+    """When the final decision was made."""
+    reasons: list[ExplanationReason]
+    """Why, in plain language."""
+    score: Score | None
+    """The score, if the application was scored."""
+    factors: ExplanationFactors | None
+    """What lowered the score, if it was scored."""
+    rules: list[FiredRule]
+    """The rules that fired and the values they read."""
+    versions: dict[str, str | None]
+    """ruleset, model, feature_spec and service versions the decision was made on."""
+    human_review: HumanReview
+    """The applicant's right to a human decision."""

@@ -44,8 +44,9 @@ async def test_no_providers_means_no_approval(client):
     body = (await post(client, application())).json()
     assert body["outcome"] == "refer"
     assert body["offer"] is None
-    assert {"code": "VERIFICATION_UNAVAILABLE", "stage": "fraud",
-            "message": "Verification is temporarily unavailable; please retry later."} in body["reasons"]
+    assert {"code": "VERIFICATION_UNAVAILABLE", "stage": "fraud", "message": "核验服务暂时不可用，请稍后重试。",
+            "messages": {"zh": "核验服务暂时不可用，请稍后重试。",
+                         "en": "Verification is temporarily unavailable; please retry later."}} in body["reasons"]
 
 
 async def test_business_rule_failures_are_declines_with_every_reason(client):

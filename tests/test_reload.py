@@ -138,7 +138,7 @@ def add_slow_rule(rules) -> None:
     description: a pattern that backtracks on its test case
     when: matches('(a+)+$', applicant.name)
     action: refer
-    message: Your application needs a manual review.
+    message: {zh: 您的申请需要人工审核。, en: Your application needs a manual review.}
 """, 1))
     cases = rules / "tests" / "fraud.yaml"
     cases.write_text(cases.read_text().replace("cases:\n", """cases:

@@ -170,8 +170,13 @@ async def test_a_decline_is_final_shown_beside_the_automatic_outcome_and_never_d
     assert (await call(client, case_id, "claim", REVIEWER_B)).status_code == 409
     final = (await client.get(f"/v1/decisions/{decided['decision_id']}", headers=CLIENT)).json()
     assert final["outcome"] == "decline" and final["offer"] is None
-    assert final["reasons"] == [{"code": "FRAUD_SUSPECTED", "stage": "review",
-                                 "message": "The application shows signs of fraud."}]
+    fraud = {"zh": "申请存在欺诈风险迹象。", "en": "The application shows signs of fraud."}
+    assert final["reasons"] == [{"code": "FRAUD_SUSPECTED", "stage": "review", "message": fraud["zh"],
+                                 "messages": fraud}]
+    english = (await client.get(f"/v1/decisions/{decided['decision_id']}",
+                                headers={**CLIENT, "Accept-Language": "en-GB,en;q=0.9"})).json()
+    assert english["reasons"][0]["message"] == fraud["en"]
+    assert english["automatic"]["reasons"][0]["message"] == decided["reasons"][0]["messages"]["en"]
     assert final["automatic"]["outcome"] == "refer" and final["automatic"]["reasons"] == decided["reasons"]
     assert final["review"]["state"] == "decided" and final["review"]["decided_by"] == "dev-reviewer-a"
     assert "note" not in orjson.dumps(final["review"]).decode()  # the reviewer's note stays inside

@@ -207,7 +207,14 @@ def test_ruleset_errors_carry_file_line_column_and_rule_id(tmp_path):
     (lambda t: t.replace("  - id: ID_NUMBER_INVALID", "  - id: PRODUCT_UNKNOWN"), "duplicate rule id"),
     (lambda t: t.replace("rules:", "rulez:"), "unknown key 'rulez'"),
     (lambda t: t + "  - [not, a, mapping]\n", "each rule must be a mapping"),
-    (lambda t: t.replace("    message: The ID number is not valid.\n", ""), "'message' must be non-empty text"),
+    (lambda t: t.replace('    message: {zh: "身份证号码无效。", en: "The ID number is not valid."}\n', ""),
+     "'message' must give the text in every language"),
+    (lambda t: t.replace('{zh: "身份证号码无效。", en: "The ID number is not valid."}', "The ID number is not valid."),
+     "'message' must give the text in every language"),
+    (lambda t: t.replace('{zh: "身份证号码无效。", en: "The ID number is not valid."}', '{en: "The ID number is not valid."}'),
+     "'message' must give the text in every language"),
+    (lambda t: t.replace('{zh: "身份证号码无效。", en: "The ID number is not valid."}', '{zh: "身份证号码无效。", en: " "}'),
+     "'message' must give the text in every language"),
     (lambda t: t.replace("on_error: refer", "on_error: [refer"), "YAML:"),
 ])
 def test_validation_file_problems_are_reported(tmp_path, mutation, message):
@@ -237,7 +244,7 @@ def test_a_rule_that_fails_at_run_time_is_an_error_and_refers(tmp_path):
     description: divides by a value that can be zero
     when: loan.amount / applicant.dependents > 1000000
     action: decline
-    message: x
+    message: {zh: x, en: x}
 """)
     ruleset = load_ruleset(rules)
     from service.decide import application_facts, decide
@@ -249,7 +256,8 @@ def test_a_rule_that_fails_at_run_time_is_an_error_and_refers(tmp_path):
     validation = ctx.trace[0]["detail"]["rules"]
     assert {"id": "INCOME_RATIO_BROKEN", "result": "error", "error": "ZeroDivisionError"} in validation
     assert ctx.outcome.label == "refer"
-    assert {"code": "RULE_ERROR", "stage": "validation", "message": "Your application needs a manual review."} in ctx.reasons
+    assert {"code": "RULE_ERROR", "stage": "validation", "message": "您的申请需要人工审核。",
+            "messages": {"zh": "您的申请需要人工审核。", "en": "Your application needs a manual review."}} in ctx.reasons
 
 
 @pytest.mark.parametrize(("yaml_file", "schema"), [

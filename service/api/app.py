@@ -50,7 +50,9 @@ from service.api.problems import (
 )
 from service.api.ratelimit import RateLimiter
 from service.api.reviews import review_routes
+from service.api.rights import rights_routes
 from service.config import Settings, parse_api_keys, parse_rate_limits
+from service.engine.messages import localise, negotiate
 from service.runtime import Runtime
 from service.schemas import (
     DecisionRequest,
@@ -219,7 +221,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         received = time.perf_counter()
         status, content, media, headers = await endpoint.answer(
             request.headers.get("authorization"), request.headers.get("content-type", ""),
-            request.url.query, await read_body(request.receive, request.headers.get("content-length")), received)
+            request.url.query, await read_body(request.receive, request.headers.get("content-length")), received,
+            request.headers.get("accept-language"))
         return Response(content, status_code=status, media_type=media, headers=headers)
 
     @app.get("/v1/decisions/{decision_id}", tags=["decisions"], response_model=DecisionResponse,
@@ -229,7 +232,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                            decision_id: Annotated[str, Path(max_length=64)],
                            explain: bool = False) -> Response:
         admit(request, "client", "decisions")
-        return _stored(await runtime.review.decision(await runtime.store.find(decision_id), explain))
+        return _stored(request, await runtime.review.decision(await runtime.store.find(decision_id), explain))
 
     @app.get("/v1/decisions", tags=["decisions"], response_model=DecisionResponse,
              operation_id="findDecision", responses=_problems(401, 403, 404, 422, 429),
@@ -238,12 +241,15 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
                             application_id: Annotated[str, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")],
                             explain: bool = False) -> Response:
         admit(request, "client", "decisions")
-        return _stored(await runtime.review.decision(await runtime.store.find_by_application(application_id), explain))
+        found = await runtime.store.find_by_application(application_id)
+        return _stored(request, await runtime.review.decision(found, explain))
 
-    def _stored(answer: bytes | None) -> Response:
+    def _stored(request: Request, answer: bytes | None) -> Response:
         if answer is None:
             raise ProblemError(404, "not-found", "no decision with that id")
-        return _json(answer)
+        language = negotiate(request.headers.get("accept-language"))
+        return Response(localise(answer, language), media_type=JSON,
+                        headers={"Content-Language": language, "Vary": "Accept-Language"})
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive", operation_id="healthz")
     async def healthz() -> dict[str, str]:
@@ -360,6 +366,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return {"list": _list_name(name), "changes": await asyncio.to_thread(runtime.lists.audit, name, limit)}
 
     app.include_router(review_routes(runtime, admit, _read_body))
+    app.include_router(rights_routes(runtime, admit, _read_body))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:

@@ -21,6 +21,7 @@ from service.api.auth import KeyRing
 from service.api.problems import MEDIA_TYPE, ProblemError, from_validation_error, reject_duplicate_keys
 from service.api.ratelimit import RateLimiter
 from service.decisions import IdempotencyConflict
+from service.engine.messages import localise, negotiate
 from service.runtime import Runtime
 from service.schemas import DecisionRequest
 from service.store.decisions import StoreUnavailable
@@ -61,10 +62,12 @@ class DecisionEndpoint:
         self.limiter = limiter
 
     async def answer(self, authorization: str | None, content_type: str, query: str, body: bytes,
-                     received: float) -> Answer:
+                     received: float, accept_language: str | None = None) -> Answer:
         """The response to one POST /v1/decisions; never raises."""
         try:
-            return await self._decide(authorization, content_type, query, body, received)
+            status, content, media, headers = await self._decide(authorization, content_type, query, body, received)
+            language = negotiate(accept_language)  # the answer is 200: errors are not translated
+            return status, localise(content, language), media, {"Content-Language": language, "Vary": "Accept-Language"}
         except ProblemError as exc:
             return exc.status, exc.body(), MEDIA_TYPE, exc.headers
         except IdempotencyConflict as exc:
@@ -103,10 +106,12 @@ class DecisionEndpoint:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> int:
         """Answer one request; returns its status (for the request counter)."""
         received = time.perf_counter()
-        authorization, content_type, declared = None, "", None
+        authorization, content_type, declared, language = None, "", None, None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
+            elif name == b"accept-language":
+                language = value.decode("latin-1")
             elif name == b"content-type":
                 content_type = value.decode("latin-1")
             elif name == b"content-length":
@@ -116,7 +121,7 @@ class DecisionEndpoint:
         except ClientDisconnected:
             return CLIENT_CLOSED
         status, content, media, headers = await self.answer(
-            authorization, content_type, scope.get("query_string", b"").decode("latin-1"), body, received)
+            authorization, content_type, scope.get("query_string", b"").decode("latin-1"), body, received, language)
         raw_headers = [(b"content-type", media.encode()), (b"content-length", str(len(content)).encode())]
         raw_headers += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
         await send({"type": "http.response.start", "status": status, "headers": raw_headers})

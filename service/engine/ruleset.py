@@ -17,6 +17,7 @@ from service.config import PROVIDERS
 from service.engine.experiment import CHAMPION, Arm, Experiment
 from service.engine.expressions import Compiled, ExpressionError, compile_expression
 from service.engine.facts import BOOL, CATALOGUE, LIST_SOURCES, NUMBER, STRING
+from service.engine.messages import LANGUAGES, Message
 from service.engine.source import Located, Position, RuleError, load_yaml
 
 RULE_FILES = ("products.yaml", "lists.yaml", "validation.yaml", "fraud.yaml", "strategy.yaml")
@@ -73,7 +74,7 @@ class Rule:
     description: str
     when: Compiled
     action: str
-    message: str
+    message: Message
     position: Position
     # The rule's trace entries, built once and shared by every decision (never mutated).
     passed: dict[str, str] = field(init=False, repr=False, compare=False)
@@ -107,7 +108,7 @@ class StrategyRow:
     when: Compiled
     outcome: str
     reason_code: str | None
-    message: str
+    message: Message | None
     offer: OfferSpec | None
     position: Position
 
@@ -136,7 +137,7 @@ class Ruleset:
     strategy: Strategy
     experiment: Experiment
     # The reason codes a reviewer may give, by outcome (approve | decline): code → message.
-    review_reasons: dict[str, dict[str, str]] = field(default_factory=dict)
+    review_reasons: dict[str, dict[str, Message]] = field(default_factory=dict)
 
     @property
     def list_kinds(self) -> dict[str, str]:
@@ -211,6 +212,16 @@ class _Loader:
             self.error(owner.at(key), f"'{key}' must be non-empty text", rule_id)
             return ""
         return value.strip()
+
+    def message(self, owner: Located, key: str, rule_id: str | None) -> Message:
+        """A message to the applicant: ``{zh: …, en: …}``, both non-empty."""
+        value = owner.get(key)
+        if not isinstance(value, Located) or set(value) != set(LANGUAGES) \
+                or not all(isinstance(value[lang], str) and value[lang].strip() for lang in LANGUAGES):
+            self.error(owner.at(key), f"'{key}' must give the text in every language: "
+                                      "{zh: '中文', en: 'English'}", rule_id)
+            return Message("", "")
+        return Message(value["zh"].strip(), value["en"].strip())
 
     def number(self, owner: Located, key: str, rule_id: str, default: float | None = None,
                low: float = 0.0, high: float = float("inf")) -> float:
@@ -318,13 +329,13 @@ class _Loader:
         four_eyes = self.number(block, "four_eyes_above", code) if "four_eyes_above" in block else None
         return minutes * 60, four_eyes
 
-    def review_reasons(self) -> dict[str, dict[str, str]]:
+    def review_reasons(self) -> dict[str, dict[str, Message]]:
         """products.yaml's ``review_reasons``: {approve: {CODE: message}, decline: {…}}."""
         doc = self.products_doc
         block = doc.get("review_reasons") if doc is not None else None
         if doc is None or block is None:
             return {}
-        reasons: dict[str, dict[str, str]] = {}
+        reasons: dict[str, dict[str, Message]] = {}
         if not isinstance(block, Located) or set(block) - {"approve", "decline"}:
             self.error(doc.at("review_reasons"), "'review_reasons' maps approve and decline to {CODE: message}")
             return reasons
@@ -336,7 +347,7 @@ class _Loader:
                 if not isinstance(code, str) or not REASON_CODE.fullmatch(code):
                     self.error(codes.at(code), "a reason code is UPPER_SNAKE_CASE")
                     continue
-                reasons.setdefault(outcome, {})[code] = self.text(codes, code, code)
+                reasons.setdefault(outcome, {})[code] = self.message(codes, code, code)
         return reasons
 
     # --- lists ------------------------------------------------------------------------------
@@ -409,7 +420,7 @@ class _Loader:
             seen.add(rule_id)
             self.unknown_keys(entry, {"id", "description", "when", "action", "message"}, rule_id)
             description = self.text(entry, "description", rule_id)
-            message = self.text(entry, "message", rule_id)
+            message = self.message(entry, "message", rule_id)
             action = self.choice(entry, "action", ACTIONS, rule_id)
             when = self.expression(entry, "when", BOOL, rule_id)
             if when is not None:
@@ -464,9 +475,9 @@ class _Loader:
                     self.error(entry.at("reason"), "a decline/refer row needs an UPPER_SNAKE_CASE 'reason'", row_id)
                 elif reason in rule_ids:
                     self.error(entry.at("reason"), f"reason '{reason}' is already a rule id", row_id)
-                message = self.text(entry, "message", row_id)
+                message = self.message(entry, "message", row_id)
             if when is not None:
-                rows.append(StrategyRow(row_id, when, outcome, reason, message or "", offer, entry.position))
+                rows.append(StrategyRow(row_id, when, outcome, reason, message, offer, entry.position))
         last = entries[-1]
         if isinstance(last, Located) and last.get("when") is not True:
             self.error(last.at("when") if isinstance(last, Located) else owner.position,

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from service.engine.messages import Message
 from service.engine.ruleset import Product
 from service.store.review import DECIDED, CaseEvent, CaseRow, Change, OutboxEvent
 
@@ -143,7 +144,7 @@ def release(case: CaseRow, key: str, now: dt.datetime, note: str | None) -> Chan
     return Change(released, events + [_event(released, case.state, key, "released", now, note)])
 
 
-def decide(case: CaseRow, key: str, verdict: Verdict, product: Product | None, reasons: dict[str, dict[str, str]],
+def decide(case: CaseRow, key: str, verdict: Verdict, product: Product | None, reasons: dict[str, dict[str, Message]],
            whitelist_limit: float | None, now: dt.datetime) -> Change:
     """A reviewer's verdict on a case they hold; an approval above the product's four-eyes
     amount waits for a second reviewer."""
@@ -179,7 +180,7 @@ def reject(case: CaseRow, key: str, now: dt.datetime, note: str) -> Change:
     return Change(reopened, events + [_event(reopened, case.state, key, "rejected", now, note)])
 
 
-def check(verdict: Verdict, product: Product | None, reasons: dict[str, dict[str, str]],
+def check(verdict: Verdict, product: Product | None, reasons: dict[str, dict[str, Message]],
           whitelist_limit: float | None) -> dict[str, Any]:
     """The verdict as stored, or BadVerdict naming the field: a declared reason for its outcome,
     and an approval's offer inside the product's amounts, terms and tiers and the whitelist limit."""
@@ -188,8 +189,9 @@ def check(verdict: Verdict, product: Product | None, reasons: dict[str, dict[str
         known = ", ".join(sorted(declared)) or "none declared"
         raise BadVerdict(f"'{verdict.reason}' is not a {verdict.outcome} reason (products.yaml review_reasons: "
                          f"{known})", "reason")
-    body: dict[str, Any] = {"outcome": verdict.outcome, "reason": {"code": verdict.reason,
-                                                                   "message": declared[verdict.reason]},
+    message = declared[verdict.reason]
+    body: dict[str, Any] = {"outcome": verdict.outcome,
+                            "reason": {"code": verdict.reason, "message": message.zh, "messages": message.as_dict()},
                             "note": verdict.note, "offer": None}
     if verdict.outcome == "decline":
         if verdict.amount is not None or verdict.term_months is not None or verdict.rate_tier is not None:

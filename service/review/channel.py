@@ -21,6 +21,7 @@ from service import metrics
 from service.engine.ruleset import Ruleset
 from service.review import case as cases
 from service.review.case import BadVerdict, Verdict, priority
+from service.review.opening import requested_case
 from service.store.decisions import DecisionRecord, DecisionStore
 from service.store.review import DECIDED, LIVE_STATES, CaseEvent, CaseNotFound, CaseRow, Change, ReviewStore
 
@@ -35,6 +36,12 @@ def utcnow() -> dt.datetime:
 
 class BadCursor(ValueError):
     pass
+
+
+class ReviewUnavailable(cases.CaseConflict):
+    """A review cannot be requested for this decision (409), and why."""
+
+    kind = "review-unavailable"
 
 
 def encode_cursor(case: CaseRow) -> str:
@@ -82,7 +89,8 @@ def final_view(record: DecisionRecord, case: CaseRow | None, explain: bool = Fal
         verdict = orjson.loads(case.verdict)
         body["outcome"], body["offer"] = verdict["outcome"], verdict["offer"]
         body["reasons"] = [] if verdict["outcome"] == "approve" else [
-            {"code": verdict["reason"]["code"], "stage": "review", "message": verdict["reason"]["message"]}]
+            {"code": verdict["reason"]["code"], "stage": "review", "message": verdict["reason"]["message"],
+             "messages": verdict["reason"].get("messages")}]
         body["decided_at"] = case.decided_at
     return orjson.dumps(body)
 
@@ -118,9 +126,13 @@ class ReviewChannel:
         record = await self.decisions.find(found.decision_id)
         history = await asyncio.to_thread(self.store.history, case_id)
         context = orjson.loads(found.context)
-        return {**summary(found, self.now()), **context,
+        # What automation said: a referral; or, when the applicant asked for a person (or
+        # refused automation), the outcome it gave or would have given.
+        automatic = context.pop("automatic", None) or {"outcome": record.outcome if record else "refer",
+                                                         "offer": None}
+        return {**summary(found, self.now()), "origin": "referral", "request_reason": None, **context,
                 "verdict": orjson.loads(found.verdict) if found.verdict else None,
-                "automatic": {"outcome": "refer", "decided_at": record.decided_at if record else None,
+                "automatic": {**automatic, "decided_at": record.decided_at if record else None,
                               "versions": orjson.loads(record.response)["versions"] if record else None},
                 "trace": orjson.loads(record.trace) if record else None,
                 "history": [event_view(e) for e in history]}
@@ -134,10 +146,29 @@ class ReviewChannel:
         """GET /v1/decisions: the stored answer, with the review's final word when referred."""
         if record is None:
             return None
-        if record.outcome != "refer":
-            return record.with_trace() if explain else record.response
+        # A referral's case, or a review the applicant asked for on an automatic decision.
         case = await asyncio.to_thread(self.store.by_decision, record.decision_id)
         return final_view(record, case, explain)
+
+    async def request_review(self, record: DecisionRecord, key: str, reason: str, window: dt.timedelta,
+                             due_in: dt.timedelta) -> dict[str, Any]:
+        """Open a case on an automatic decision at the applicant's request: once, within
+        ``window`` of the decision. Raises ReviewUnavailable (409) saying why not."""
+        response = orjson.loads(record.response)
+        now = self.now()
+        if record.outcome == "refer":
+            raise ReviewUnavailable("the decision was referred: a person decides it already")
+        if now - dt.datetime.fromisoformat(record.decided_at) > window:
+            raise ReviewUnavailable(f"a review may be requested within {window.days} days of the decision")
+        application = await self.decisions.application_of(record.decision_id)
+        if application is None:
+            raise ReviewUnavailable("the decision was stored without its application: it cannot be reviewed here")
+        case = requested_case(application, response, self.ruleset(), reason, now, due_in)
+        event = CaseEvent(case.case_id, now, key, "opened", None, case.state, "review requested by the applicant")
+        if not await asyncio.to_thread(self.store.open_case, case, event):
+            raise ReviewUnavailable("a review of this decision was already requested")
+        metrics.child(metrics.REVIEW_TRANSITIONS, "requested").inc()
+        return summary(case, now)
 
     # --- changes ---------------------------------------------------------------------------
 

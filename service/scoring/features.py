@@ -25,8 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from service.engine.expressions import ExpressionError, compile_expression
 from service.engine.facts import BOOL, CATALOGUE, NUMBER, STRING
+from service.engine.messages import LANGUAGES, Message
 from service.engine.ruleset import display_path
 from service.engine.source import Located, Position, RuleError, load_yaml
 
@@ -59,6 +62,8 @@ class Feature:
     levels: tuple[Any, ...]  # categories, or band edges
     missing: str  # refuse | impute | category
     missing_value: Any  # the imputed value, or the missing category's name
+    label: Message | None = None  # what the input is called in an explanation
+    boolean: bool = False  # ``from`` gives true/false (encoded 1/0)
 
     @property
     def columns(self) -> list[str]:
@@ -158,6 +163,13 @@ class FeatureSpec:
         odds = (1 - pd) / pd
         return round(self.base_points + self.points_to_double_odds * math.log2(odds / self.base_odds), 1)
 
+    def sample_points(self, sample_pds: np.ndarray) -> np.ndarray:
+        """``points(calibrate(p))`` for a batch of sample PDs, unrounded (explanations add them up)."""
+        p = np.clip(sample_pds.astype(np.float64), 1e-9, 1 - 1e-9)
+        shift = _logit(self.portfolio_bad_rate) - _logit(self.sample_bad_rate)
+        log_odds = -(np.log(p / (1 - p)) + shift)  # ln(good:bad) after the prior shift
+        return self.base_points + self.points_to_double_odds * (log_odds / math.log(2) - math.log2(self.base_odds))
+
     def grade(self, pd: float) -> str:
         for grade in self.grades:
             if pd < grade.max_pd:
@@ -195,7 +207,7 @@ class _SpecLoader:
         if name in seen:
             self.error(entry.at("name"), "duplicate feature name", name)
         seen.add(name)
-        allowed = {"name", "from", "missing", "transform", *ENCODINGS}
+        allowed = {"name", "from", "missing", "transform", "label", *ENCODINGS}
         for key in entry:
             if key not in allowed:
                 self.error(entry.at(key), f"unknown key '{key}' (allowed: {', '.join(sorted(allowed))})", name)
@@ -220,19 +232,28 @@ class _SpecLoader:
             self.error(entry.at("transform"), "'transform' may be log1p, on a numeric feature", name)
         expect = STRING if encoding == "categories" else NUMBER
         source = entry.get("from")
-        fn = None
+        fn, boolean = None, False
         try:
             compiled = compile_expression(source, CATALOGUE)
             if compiled.type not in (expect, BOOL if encoding == "numeric" else expect, "any"):
                 self.error(entry.at("from"), f"'from' gives a {compiled.type}; {encoding} needs a {expect}", name)
-            fn = compiled.fn
+            fn, boolean = compiled.fn, compiled.type == BOOL
         except ExpressionError as exc:
             pos = entry.at("from")
             self.error(Position(pos.file, pos.line, pos.column + exc.column - 1), exc.message, name)
         missing, missing_value = self.missing(entry, encoding, levels, name)
+        label = self.label(entry, name) if "label" in entry else None
         if fn is None:
             return None
-        return Feature(name, str(source), fn, encoding, transform, levels, missing, missing_value)
+        return Feature(name, str(source), fn, encoding, transform, levels, missing, missing_value, label, boolean)
+
+    def label(self, entry: Located, name: str) -> Message | None:
+        value = entry.get("label")
+        if isinstance(value, Located) and set(value) == set(LANGUAGES) \
+                and all(isinstance(value[lang], str) and value[lang].strip() for lang in LANGUAGES):
+            return Message(value["zh"].strip(), value["en"].strip())
+        self.error(entry.at("label"), "'label' must name the input in every language: {zh: …, en: …}", name)
+        return None
 
     def missing(self, entry: Located, encoding: str, levels: tuple, name: str) -> tuple[str, Any]:
         policy = entry.get("missing")

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,10 @@ class OnnxModel:
     spec: FeatureSpec
     session: ort.InferenceSession
     version: str  # name + content hash of model.onnx and features.yaml
+    # The files it was loaded from (archived by version, so that a decision stays explainable
+    # after the model has changed) and the reference the explanations compare with.
+    files: dict[str, bytes] = field(default_factory=dict, repr=False)
+    reference: dict[str, list[Any]] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
@@ -44,10 +49,12 @@ class OnnxModel:
         return self.session.run([OUTPUT], {INPUT: matrix.astype(np.float32, copy=False)})[0][:, 1]
 
     def score(self, facts: dict[str, Any], lists: Any = None) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(score, trace detail) for one application; raises features.Refused."""
+        """(score, trace detail) for one application; raises features.Refused. The detail keeps
+        what the score was computed from: the inputs as encoded for the graph, their raw values
+        and the feature spec's digest (the model's version names the graph and the spec)."""
         row, raw = self.spec.encode(facts, lists)
         sample_pd = float(self.sample_pds(np.array([row], dtype=np.float32))[0])
-        return self.result(sample_pd), {"features": raw}
+        return self.result(sample_pd), {"features": raw, "inputs": row, "spec": self.spec.digest[:12]}
 
     def result(self, sample_pd: float) -> dict[str, Any]:
         spec = self.spec
@@ -89,6 +96,9 @@ def session_options() -> ort.SessionOptions:
     return options
 
 
+FILES = ("features.yaml", "model.onnx", "metrics.json")  # what a version is archived with
+
+
 def load_model(folder: Path) -> OnnxModel:
     spec_path, graph_path = folder / "features.yaml", folder / "model.onnx"
     try:
@@ -104,8 +114,27 @@ def load_model(folder: Path) -> OnnxModel:
     errors = check_graph(spec, session, where)
     if errors:
         raise ModelError(errors)
-    digest = hashlib.sha256(graph + b"\0" + spec_path.read_bytes()).hexdigest()[:12]
-    return OnnxModel(spec, session, f"{spec.name}-{digest}")
+    spec_bytes = spec_path.read_bytes()
+    digest = hashlib.sha256(graph + b"\0" + spec_bytes).hexdigest()[:12]
+    metrics_path = folder / "metrics.json"
+    metrics = metrics_path.read_bytes() if metrics_path.exists() else b"{}"
+    try:
+        reference = json.loads(metrics).get("reference", {})
+    except ValueError:
+        raise ModelError([f"{display_path(metrics_path)}: not JSON"]) from None
+    return OnnxModel(spec, session, f"{spec.name}-{digest}",
+                     {"features.yaml": spec_bytes, "model.onnx": graph, "metrics.json": metrics}, reference)
+
+
+def load_archived(name: str, files: dict[str, bytes]) -> OnnxModel:
+    """A model version from its archived files (``FILES``), as it was loaded then."""
+    with tempfile.TemporaryDirectory(prefix="model-") as tmp:
+        folder = Path(tmp) / name
+        folder.mkdir()
+        for file_name, content in files.items():
+            if file_name in FILES:
+                (folder / file_name).write_bytes(content)
+        return load_model(folder)
 
 
 def model_folders(directory: Path) -> list[Path]:

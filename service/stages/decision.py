@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from service.engine.experiment import Arm
+from service.engine.messages import Message
 from service.engine.ruleset import Product, Rule, RuleSet, Ruleset
+from service.logs import mask_fact
 from service.outcome import Outcome
 
 RULE_ERROR = "RULE_ERROR"
-REVIEW_MESSAGE = "Your application needs a manual review."
+REVIEW_MESSAGE = Message("您的申请需要人工审核。", "Your application needs a manual review.")
 
 
 class ListLookup(Protocol):
@@ -78,11 +80,13 @@ class Decision:
     lists: ListLookup
     models: Mapping[str, Model]
     strongest: Outcome | None = None  # what the stages have said so far
-    reasons: list[dict[str, str]] = field(default_factory=list)
+    reasons: list[dict[str, Any]] = field(default_factory=list)
     trace: list[dict[str, Any]] = field(default_factory=list)
     score: dict[str, Any] | None = None
     offer: dict[str, Any] | None = None
     shadow: list[dict[str, Any]] = field(default_factory=list)  # shadow arms' results
+    # What automation would have said, when the applicant refused an automated decision.
+    suggested: dict[str, Any] | None = None
     scores: dict[str, Any] = field(default_factory=dict)  # by model name; forks share it
 
     @property
@@ -101,8 +105,9 @@ class Decision:
     def say(self, outcome: Outcome) -> None:
         self.strongest = outcome.merge(self.strongest)
 
-    def add_reason(self, code: str, stage: str, message: str, action: str) -> None:
-        self.reasons.append({"code": code, "stage": stage, "message": message})
+    def add_reason(self, code: str, stage: str, message: Message, action: str) -> None:
+        """A reason with its message in the default language and, for other languages, in all."""
+        self.reasons.append({"code": code, "stage": stage, "message": message.zh, "messages": message.as_dict()})
         self.say(Outcome.of(action))
 
     def fork(self, arm: Arm) -> Decision:
@@ -113,10 +118,16 @@ class Decision:
                                    shadow=[])
 
 
+def read_values(fields: frozenset[str], facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The values an expression read, personal data masked: kept with a rule that fired, so a
+    decision can be explained from its trace after the rules have changed."""
+    return {path: mask_fact(path, facts.get(path)) for path in sorted(fields)}
+
+
 def evaluate_rules(d: Decision, rules: RuleSet) -> dict[str, Any]:
     """Evaluate every rule (not first-hit) so a decision lists every failed rule."""
     facts, lists, stage = d.facts, d.lists, rules.stage
-    results: list[dict[str, str]] = []
+    results: list[dict[str, Any]] = []
     errored: list[Rule] = []
     for rule in rules.rules:
         try:
@@ -126,7 +137,7 @@ def evaluate_rules(d: Decision, rules: RuleSet) -> dict[str, Any]:
             errored.append(rule)
             continue
         if hit:
-            results.append(rule.hit)
+            results.append({**rule.hit, "read": read_values(rule.when.fields, facts)})
             if rule.action == "flag":
                 facts["flags"].append(rule.id)
             else:

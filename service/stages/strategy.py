@@ -10,7 +10,7 @@ from typing import Any
 
 from service.engine.ruleset import StrategyRow
 from service.outcome import Outcome
-from service.stages.decision import REVIEW_MESSAGE, Decision
+from service.stages.decision import REVIEW_MESSAGE, Decision, read_values
 
 NAME = "strategy"
 STRATEGY_ERROR = "STRATEGY_ERROR"
@@ -41,8 +41,8 @@ def run(d: Decision) -> dict[str, Any]:
 
 def _apply(d: Decision, row: StrategyRow, tried: list[str]) -> dict[str, Any]:
     if row.outcome != "approve":
-        d.add_reason(row.reason_code or row.id, NAME, row.message, row.outcome)
-        return {"rows": tried, "matched": row.id}
+        d.add_reason(row.reason_code or row.id, NAME, row.message or REVIEW_MESSAGE, row.outcome)
+        return {"rows": tried, "matched": row.id, "read": read_values(row.when.fields, d.facts)}
     offer = row.offer
     assert offer is not None and d.product is not None
     facts, lists = d.facts, d.lists
@@ -54,9 +54,9 @@ def _apply(d: Decision, row: StrategyRow, tried: list[str]) -> dict[str, Any]:
     if amount is None or limit is None or term is None or rate is None or amount <= 0 \
             or limit < amount or term not in d.product.terms:
         d.add_reason(STRATEGY_ERROR, NAME, REVIEW_MESSAGE, d.arm.strategy.on_error)
-        return {"rows": tried, "matched": row.id,
+        return {"rows": tried, "matched": row.id, "read": read_values(row.when.fields, d.facts),
                 "error": f"invalid offer (amount={amount}, limit={limit}, term={term}, tier={tier})"}
     d.say(Outcome.APPROVE)
     d.offer = {"amount": float(amount), "limit": float(limit), "term_months": int(term),
                "annual_rate": rate, "rate_tier": tier}
-    return {"rows": tried, "matched": row.id}
+    return {"rows": tried, "matched": row.id, "read": read_values(row.when.fields, d.facts)}

@@ -11,6 +11,7 @@ from service.store.decisions import DecisionStore, SqliteDecisions
 from service.store.keys import KeyedHash
 from service.store.labels import SqliteLabels
 from service.store.lists import SqliteLists
+from service.store.models import SqliteModels
 from service.store.review import ReviewStore, SqliteReviews
 from service.store.velocity import SqliteVelocity
 from service.store.whitelist import SqliteWhitelist
@@ -24,6 +25,7 @@ class Stores:
     lists: Any  # SqliteLists | PostgresLists
     reviews: ReviewStore
     labels: Any  # SqliteLabels | PostgresLabels
+    models: Any  # SqliteModels | PostgresModels: the model archive
     backend: str  # sqlite | postgresql
     database: Any = None  # the shared PostgreSQL database, if that is the backend
 
@@ -44,11 +46,12 @@ def stores(database_url: str, data_dir: Path, keyed: KeyedHash, *, whitelist_pol
                       SqliteWhitelist(data_dir / "whitelist", keyed, whitelist_poll_s),
                       SqliteVelocity(data_dir / "velocity.sqlite3", keyed),
                       SqliteLists(data_dir / "lists.sqlite3", keyed), SqliteReviews(decisions),
-                      SqliteLabels(decisions), "sqlite")
+                      SqliteLabels(decisions), SqliteModels(decisions), "sqlite")
     from service.store.postgres import Database
     from service.store.postgres.decisions import PostgresDecisions
     from service.store.postgres.labels import PostgresLabels
     from service.store.postgres.lists import PostgresLists
+    from service.store.postgres.models import PostgresModels
     from service.store.postgres.review import PostgresReviews
     from service.store.postgres.velocity import PostgresVelocity
     from service.store.postgres.whitelist import PostgresWhitelist
@@ -56,4 +59,4 @@ def stores(database_url: str, data_dir: Path, keyed: KeyedHash, *, whitelist_pol
     return Stores(PostgresDecisions(database, commit_linger_s, commit_max_batch),
                   PostgresWhitelist(database, keyed, whitelist_poll_s),
                   PostgresVelocity(database, keyed), PostgresLists(database, keyed), PostgresReviews(database),
-                  PostgresLabels(database), "postgresql", database)
+                  PostgresLabels(database), PostgresModels(database), "postgresql", database)

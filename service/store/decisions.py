@@ -134,6 +134,10 @@ class DecisionStore(abc.ABC):
     async def find_by_application(self, application_id: str) -> DecisionRecord | None: ...
 
     @abc.abstractmethod
+    async def application_of(self, decision_id: str) -> bytes | None:
+        """What the decision was made on (the backtest line), if it was stored with it."""
+
+    @abc.abstractmethod
     async def claim(self, application_id: str, body_sha256: bytes, ttl_s: float) -> DecisionRecord | Claim:
         """The stored decision for ``application_id``, or whether this request may decide it.
         A claim lapses after ``ttl_s`` (its replica died): the next request takes it over."""
@@ -255,6 +259,15 @@ class SqliteDecisions(DecisionStore):
 
     async def claim(self, application_id: str, body_sha256: bytes, ttl_s: float) -> DecisionRecord | Claim:
         return await self.find_by_application(application_id) or Claim.OURS
+
+    async def application_of(self, decision_id: str) -> bytes | None:
+        def read() -> bytes | None:
+            assert self._read is not None, "store is not open"
+            with self._read_lock:
+                row = self._read.execute("SELECT application FROM decisions WHERE decision_id = ?",
+                                         (decision_id,)).fetchone()
+            return bytes(row[0]) if row and row[0] is not None else None
+        return await asyncio.to_thread(read)
 
     def _one(self, column: str, value: str) -> DecisionRecord | None:
         assert self._read is not None, "store is not open"

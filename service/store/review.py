@@ -206,6 +206,15 @@ class ReviewStore(abc.ABC):
         conn.execute(self.q(f"INSERT INTO review_cases ({CASE_COLUMNS}) VALUES ({marks})"), self._case_values(case))
         self._insert_events(conn, [event])
 
+    def open_case(self, case: CaseRow, event: CaseEvent) -> bool:
+        """Open a case on its own (an applicant's request); False if the decision has one already."""
+        def work(conn: Any) -> bool:
+            if conn.execute(self.q("SELECT 1 FROM review_cases WHERE decision_id = ?"), (case.decision_id,)).fetchone():
+                return False
+            self.insert_case(conn, case, event)
+            return True
+        return bool(self._transaction(work))
+
     def _insert_events(self, conn: Any, events: list[CaseEvent]) -> None:
         for event in events:
             conn.execute(self.q(

@@ -90,6 +90,11 @@ class PostgresDecisions(DecisionStore):
     async def claim(self, application_id: str, body_sha256: bytes, ttl_s: float) -> DecisionRecord | Claim:
         return await asyncio.to_thread(self._claim, application_id, body_sha256, ttl_s)
 
+    async def application_of(self, decision_id: str) -> bytes | None:
+        row = await asyncio.to_thread(self.db.run, lambda conn: conn.execute(
+            "SELECT application FROM decisions WHERE decision_id = %s", (decision_id,)).fetchone())
+        return bytes(row[0]) if row and row[0] is not None else None
+
     def _claim(self, application_id: str, body_sha256: bytes, ttl_s: float) -> DecisionRecord | Claim:
         def work(conn: psycopg.Connection) -> DecisionRecord | Claim:
             status, *row = conn.execute("SELECT * FROM decision_claim(%s, %s, %s, %s)",
