@@ -43,11 +43,13 @@ lint: setup
 	$(BIN)/loan-decision rules test rules
 
 # Debian packages the tests need and start themselves: 'prometheus' (promtool checks and
-# unit-tests ops/prometheus/alerts.yml; the server scrapes a live service in test_prometheus.py)
-# and 'postgresql' (a throw-away cluster on a loopback port for the store and replica tests,
-# tests/pgcluster.py). Installed when missing; without root the tests that need them are skipped
-# with a loud line.
-NEEDED = $(if $(shell command -v promtool),,prometheus) $(if $(wildcard /usr/lib/postgresql/*/bin/postgres),,postgresql)
+# unit-tests ops/prometheus/alerts.yml; the server scrapes a live service in test_prometheus.py),
+# 'postgresql' (a throw-away cluster on a loopback port for the store and replica tests,
+# tests/pgcluster.py) and 'chromium' with 'chromium-driver' (the review console driven in a
+# headless browser, tests/test_console_browser.py). Installed when missing; without root the
+# tests that need them are skipped with a loud line.
+NEEDED = $(if $(shell command -v promtool),,prometheus) $(if $(wildcard /usr/lib/postgresql/*/bin/postgres),,postgresql) \
+	$(if $(shell command -v chromium),,chromium) $(if $(shell command -v chromedriver),,chromium-driver)
 tools:
 	@needed="$(strip $(NEEDED))"; [ -z "$$needed" ] && exit 0; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO=sudo; else \

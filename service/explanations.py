@@ -16,8 +16,8 @@ from typing import Any
 import orjson
 
 from service.engine.messages import localise_reasons
+from service.model_versions import ModelVersions
 from service.scoring.explain import Explanation, Factor, explain
-from service.scoring.versions import ModelVersions
 
 TEMPLATES = {
     "zh": "{label}为{value}（最佳为{best}），使评分降低{points:.1f}分。",

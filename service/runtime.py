@@ -21,11 +21,11 @@ from service.engine.ruleset import Ruleset, RulesetError, load_ruleset
 from service.explanations import Explanations
 from service.fleet import FOLLOW_EVERY_S, Fleet
 from service.gather import Gatherer
+from service.model_versions import ModelVersions
 from service.review.callbacks import Callbacks
 from service.review.channel import ReviewChannel
 from service.ruletests import check_elsewhere, check_ruleset
 from service.scoring.model import OnnxModel, load_models
-from service.scoring.versions import ModelVersions
 from service.store.backends import Stores, stores
 from service.store.keys import KeyedHash
 from service.verification.breaker import BreakerPolicy, CircuitBreaker

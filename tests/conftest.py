@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -90,6 +91,22 @@ def backend_url(backend: str, request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data")
+
+
+@asynccontextmanager
+async def serving(settings: Settings, whitelist: bool = True) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
+    """A started runtime on ``settings`` (the test whitelist imported) and a client of its app
+    over ASGI; stopped on leaving."""
+    if whitelist:
+        import_whitelist(settings)
+    runtime = Runtime.from_settings(settings)
+    runtime.start()
+    try:
+        transport = httpx.ASGITransport(app=create_app(settings, runtime), raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            yield client, runtime
+    finally:
+        runtime.stop()
 
 
 @pytest.fixture

@@ -102,6 +102,9 @@ FORBIDDEN = {
                              "service.runtime", "service.store", "offline"),
     "service.gather": ("service.decisions", "service.api", "service.runtime", "offline"),
     "service.decisions": ("service.api", "service.runtime", "offline"),
+    "service.explanations": ("service.api", "service.runtime", "service.decisions", "offline"),
+    "service.model_versions": ("service.api", "service.runtime", "service.decisions", "offline"),
+    "service.review": ("service.api", "service.runtime", "service.decisions", "offline"),
     "service.runtime": ("service.api", "offline"),
     "service.api": ("offline",),
 }

@@ -53,6 +53,7 @@ POSTGRES = ["--database", "throwaway"]
 
 @pytest.mark.parametrize("script", ["bench.py", "bench_pipeline.py", "bench_providers.py", "bench_reload.py",
                                     "bench_rules.py", "bench_scoring.py", "bench_whitelist.py", "bench_backtest.py",
+                                    "bench_explain.py",
                                     ("bench.py", *POSTGRES, "--replicas", "2", "--targets", "service"),
                                     ("bench_whitelist.py", *POSTGRES), "bench_driver.py"])
 def test_every_benchmark_runs_on_tiny_inputs(script):

@@ -15,7 +15,6 @@ import numpy as np
 import orjson
 import pytest
 
-from service.api.app import create_app
 from service.config import Settings
 from service.decide import application_facts
 from service.engine.messages import localise, negotiate
@@ -25,7 +24,7 @@ from service.schemas import DecisionRequest
 from service.scoring.explain import encode_input, explain, inputs
 from service.scoring.model import load_models
 from service.stages.decision import read_values
-from tests.conftest import import_whitelist
+from tests.conftest import serving
 from tests.factories import CLIENT, REVIEWER_A, application
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,14 +105,9 @@ def test_the_language_is_negotiated(header, language):
 
 @pytest.fixture
 async def app(tmp_path: Path, backend_url: str) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
-    settings = Settings(data_dir=tmp_path / "data", database_url=backend_url, review_request_days=30)
-    import_whitelist(settings)
-    runtime = Runtime.from_settings(settings)
-    runtime.start()
-    transport = httpx.ASGITransport(app=create_app(settings, runtime), raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        yield client, runtime
-    runtime.stop()
+    async with serving(Settings(data_dir=tmp_path / "data", database_url=backend_url,
+                                review_request_days=30)) as served:
+        yield served
 
 
 async def post(client: httpx.AsyncClient, body: dict, **headers: str) -> httpx.Response:
@@ -129,7 +123,8 @@ async def test_the_answer_is_in_the_requested_language_whenever_it_is_read(app):
     assert reason["message"] == reason["messages"]["en"] == "Consent to the credit inquiry is required."
     chinese = await post(client, body)  # the retry, in the default language
     assert chinese.headers["content-language"] == "zh"
-    assert next(r for r in chinese.json()["reasons"] if r["code"] == reason["code"])["message"] == "需要您授权查询征信。"
+    again = next(r for r in chinese.json()["reasons"] if r["code"] == reason["code"])
+    assert again["message"] == "需要您授权查询征信。"
     assert {**chinese.json(), "reasons": None, "elapsed_ms": None} == {**english.json(), "reasons": None,
                                                                       "elapsed_ms": None}
     decision_id = chinese.json()["decision_id"]
@@ -177,30 +172,16 @@ async def test_a_decision_is_explained_on_its_own_model_after_the_model_changed(
     served.mkdir()
     shutil.copytree(MODELS / FORMER, served / "german_champion")  # another graph under the routed name
     data = tmp_path / "data"
-    first = Settings(data_dir=data, database_url=backend_url, models_dir=served)
-    import_whitelist(first)
-    runtime = Runtime.from_settings(first)
-    runtime.start()
-    try:
-        transport = httpx.ASGITransport(app=create_app(first, runtime), raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            decided = (await post(client, application("archived-1"))).json()
-            before = (await client.get(f"/v1/decisions/{decided['decision_id']}/explanation", headers=CLIENT)).json()
-    finally:
-        runtime.stop()
+    async with serving(Settings(data_dir=data, database_url=backend_url, models_dir=served)) as (client, _):
+        decided = (await post(client, application("archived-1"))).json()
+        before = (await client.get(f"/v1/decisions/{decided['decision_id']}/explanation", headers=CLIENT)).json()
     former = decided["score"]["model"]
     shutil.rmtree(served / "german_champion")
     shutil.copytree(MODELS / "german_champion", served / "german_champion")
     second = Settings(data_dir=data, database_url=backend_url, models_dir=served)
-    runtime = Runtime.from_settings(second)
-    runtime.start()
-    try:
+    async with serving(second, whitelist=False) as (client, runtime):
         assert runtime.models["german_champion"].version != former
-        transport = httpx.ASGITransport(app=create_app(second, runtime), raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            after = (await client.get(f"/v1/decisions/{decided['decision_id']}/explanation", headers=CLIENT)).json()
-    finally:
-        runtime.stop()
+        after = (await client.get(f"/v1/decisions/{decided['decision_id']}/explanation", headers=CLIENT)).json()
     assert after["versions"]["model"] == former and after["factors"]["available"]
     assert after["factors"] == before["factors"] and after["factors"]["method"] == "exact"
 
@@ -279,3 +260,16 @@ def test_localise_leaves_the_default_language_untouched():
     stored = orjson.dumps({"reasons": [{"code": "X", "message": "中", "messages": {"zh": "中", "en": "E"}}]})
     assert localise(stored, "zh") is stored
     assert orjson.loads(localise(stored, "en"))["reasons"][0]["message"] == "E"
+
+
+def test_a_model_input_s_label_needs_both_languages(tmp_path):
+    from service.scoring.features import SpecError, load_spec
+
+    folder = tmp_path / "german_challenger"
+    shutil.copytree(MODELS / "german_challenger", folder)
+    spec = folder / "features.yaml"
+    spec.write_text(spec.read_text().replace('label: {zh: "活期存款余额", en: "Deposit balance"}',
+                                             'label: {en: "Deposit balance"}'))
+    with pytest.raises(SpecError) as error:
+        load_spec(spec)
+    assert any("[checking]" in str(e) and "'label'" in str(e) for e in error.value.errors)

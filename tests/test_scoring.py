@@ -231,7 +231,8 @@ def test_spec_errors_name_file_line_and_feature(tmp_path):
     with pytest.raises(SpecError) as error:
         load_spec(spec)
     lines = [str(e) for e in error.value.errors]
-    assert any(":6:" in line and "[term_months]" in line and "loan.term_months" in line for line in lines), lines
+    where = next(n for n, line in enumerate(text.splitlines(), 1) if "name: term_months" in line)
+    assert any(f":{where}:" in line and "[term_months]" in line and "loan.term_months" in line for line in lines), lines
     assert any("[other_lenders]" in line and "'missing'" in line for line in lines), lines
 
 

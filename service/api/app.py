@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import metrics
 from service.api.auth import KeyRing
+from service.api.console.pages import console_routes
 from service.api.decision_route import (
     CLIENT_CLOSED,
     JSON,
@@ -367,6 +368,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     app.include_router(review_routes(runtime, admit, _read_body))
     app.include_router(rights_routes(runtime, admit, _read_body))
+    app.include_router(console_routes(runtime, keys))
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:

@@ -44,6 +44,15 @@ class KeyRing:
                 found = key
         return found
 
+    def current(self, name: str, fingerprint: bytes) -> ApiKey | None:
+        """The key of that name and digest fingerprint, if it is still configured and not expired
+        (a console session lives only as long as the key it signed in with)."""
+        for key in self._keys:
+            if key.name == name and hmac.compare_digest(key.digest[:len(fingerprint)], fingerprint):
+                if key.expires is None or self._today() <= key.expires:
+                    return key
+        return None
+
     def require(self, authorization: str | None, role: str | tuple[str, ...]) -> str:
         """The key's name (what audit trails record), or 401 (no such key, or expired) / 403."""
         key = self.key_of(authorization)

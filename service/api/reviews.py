@@ -57,21 +57,26 @@ def _json(value: Any) -> Response:
     return Response(orjson.dumps(value), media_type=JSON)
 
 
+async def parse_body(request: Request, read_body: ReadBody, model: type[Body], optional: bool = False) -> Body:
+    """The JSON body as ``model``, or the 415/422 problem; ``optional``: an empty body is ``model()``."""
+    body = await read_body(request)
+    if optional and not body.strip():
+        return model()
+    require_json(request.headers.get("content-type", ""))
+    try:
+        parsed = model.model_validate_json(body)
+    except ValidationError as exc:
+        raise from_validation_error(exc) from None
+    reject_duplicate_keys(body)
+    return parsed
+
+
 def review_routes(runtime: Runtime, admit: Admit, read_body: ReadBody) -> APIRouter:
     router = APIRouter()
     channel = runtime.review
 
     async def parse(request: Request, model: type[Body], optional: bool = False) -> Body:
-        body = await read_body(request)
-        if optional and not body.strip():
-            return model()
-        require_json(request.headers.get("content-type", ""))
-        try:
-            parsed = model.model_validate_json(body)
-        except ValidationError as exc:
-            raise from_validation_error(exc) from None
-        reject_duplicate_keys(body)
-        return parsed
+        return await parse_body(request, read_body, model, optional)
 
     async def act(step: Awaitable[dict[str, Any]]) -> Response:
         try:

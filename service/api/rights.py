@@ -10,11 +10,10 @@ from typing import Annotated
 import orjson
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
-from pydantic import ValidationError
 
-from service.api.decision_route import JSON, require_json
-from service.api.problems import ProblemError, from_validation_error, reject_duplicate_keys
-from service.api.reviews import _body_doc, _problems
+from service.api.decision_route import JSON
+from service.api.problems import ProblemError
+from service.api.reviews import _body_doc, _problems, parse_body
 from service.engine.messages import negotiate
 from service.review.channel import ReviewUnavailable
 from service.runtime import Runtime
@@ -55,13 +54,7 @@ def rights_routes(runtime: Runtime, admit: Admit, read_body: ReadBody) -> APIRou
                  summary="The applicant asks for a person to decide (PIPL art. 24)")
     async def review_request(request: Request, decision_id: DecisionId) -> Response:
         key = admit(request, "client", "decisions")
-        body = await read_body(request)
-        require_json(request.headers.get("content-type", ""))
-        try:
-            asked = ReviewRequest.model_validate_json(body)
-        except ValidationError as exc:
-            raise from_validation_error(exc) from None
-        reject_duplicate_keys(body)
+        asked = await parse_body(request, read_body, ReviewRequest)
         record = await stored(decision_id)
         try:
             case = await runtime.review.request_review(

@@ -174,3 +174,16 @@ class Database:
                 return work(conn, *args)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+
+class OnDatabase:
+    """A store on the shared database: opening it takes a share of the database's pool."""
+
+    def __init__(self, database: Database) -> None:
+        self.db = database
+
+    def open(self) -> None:
+        self.db.open()
+
+    def close(self) -> None:
+        self.db.close()

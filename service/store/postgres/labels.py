@@ -7,21 +7,12 @@ import datetime as dt
 import psycopg
 
 from service.store.labels import UPSERT, Label
-from service.store.postgres import Database
+from service.store.postgres import OnDatabase
 
 _UPSERT = UPSERT.replace("?", "%s")
 
 
-class PostgresLabels:
-    def __init__(self, database: Database) -> None:
-        self.db = database
-
-    def open(self) -> None:
-        self.db.open()
-
-    def close(self) -> None:
-        self.db.close()
-
+class PostgresLabels(OnDatabase):
     def put(self, labels: list[Label], by: str, now: dt.datetime) -> int:
         def work(conn: psycopg.Connection) -> int:
             changed = 0

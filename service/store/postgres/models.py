@@ -7,19 +7,10 @@ import datetime as dt
 import psycopg
 
 from service.store.models import INSERT, LIST, SELECT, ArchivedModel, columns, from_row
-from service.store.postgres import Database
+from service.store.postgres import OnDatabase
 
 
-class PostgresModels:
-    def __init__(self, database: Database) -> None:
-        self.db = database
-
-    def open(self) -> None:
-        self.db.open()
-
-    def close(self) -> None:
-        self.db.close()
-
+class PostgresModels(OnDatabase):
     def keep(self, model: ArchivedModel, now: dt.datetime) -> bool:
         def work(conn: psycopg.Connection) -> bool:
             with conn.transaction():

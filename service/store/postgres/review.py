@@ -11,22 +11,13 @@ from typing import Any
 import psycopg
 
 from service.store.decisions import StoreUnavailable
-from service.store.postgres import Database
+from service.store.postgres import OnDatabase
 from service.store.review import CASE_COLUMNS, ReviewStore
 
 
-class PostgresReviews(ReviewStore):
+class PostgresReviews(OnDatabase, ReviewStore):
     placeholder = "%s"
     _skip_locked = " FOR UPDATE SKIP LOCKED"
-
-    def __init__(self, database: Database) -> None:
-        self.db = database
-
-    def open(self) -> None:
-        self.db.open()
-
-    def close(self) -> None:
-        self.db.close()
 
     def _read(self, work: Callable[[Any], Any]) -> Any:
         return self._run(work)

@@ -1,4 +1,5 @@
-"""Every model version a decision may name: the ones this worker serves, else the archive's.
+"""Every model version a decision may name: the ones this worker serves, else the archive's
+(``service.store.models``).
 
 A decision records its model's version; explaining it later needs that very graph and spec, not
 today's. Versions loaded from the archive are kept for a while (a few at a time: a champion's

@@ -1,0 +1,1 @@
+"""The review console: server-rendered pages for reviewers under /console/."""
