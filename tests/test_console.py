@@ -27,8 +27,9 @@ FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 @pytest.fixture
 async def console(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
-    async with serving(Settings(data_dir=tmp_path / "data")) as served:
-        yield served
+    async with serving(Settings(data_dir=tmp_path / "data")) as (client, runtime):
+        client.headers["Accept-Language"] = "en"  # the pages' own words in English here; Chinese below
+        yield client, runtime
 
 
 async def sign_in(client: httpx.AsyncClient, key: str) -> httpx.Response:
@@ -156,7 +157,7 @@ async def test_compliance_finds_a_decision_explains_it_and_opens_a_review_for_th
     assert (await client.get("/console/decisions?id=nobody")).status_code == 404
     found = await client.get("/console/decisions?id=console-complaint", headers={"Accept-Language": "zh-CN"})
     assert found.status_code == 200 and declined["decision_id"] in found.text
-    assert "需要您授权查询征信。" in found.text and "the applicant may ask for one until" in found.text
+    assert "需要您授权查询征信。" in found.text and "申请人可在以下时间前要求人工复核" in found.text
     assert "Consent to the credit inquiry" in (await client.get(
         f"/console/decisions?id={declined['decision_id']}", headers={"Accept-Language": "en"})).text
     url = f"/console/decisions/{declined['decision_id']}/review-request"
@@ -166,7 +167,32 @@ async def test_compliance_finds_a_decision_explains_it_and_opens_a_review_for_th
                                headers=FORM)
     assert opened.status_code == 303 and opened.headers["location"].endswith("done=requested")
     case = (await client.get(opened.headers["location"])).text
-    assert "the applicant asked for a review of an automatic decision" in case
+    assert "the applicant asked for a review of an automatic decision" in case  # English: the client asks for it
     assert "139****9000" in case and "13900139000" not in case
     again = await client.post(url, data={"csrf": csrf_of(found.text), "reason": "again"}, headers=FORM)
     assert again.status_code == 409 and "already requested" in again.text
+
+
+def test_every_word_of_the_console_is_in_chinese_too():
+    from service.api.console import pages
+    from service.api.console.texts import ZH
+
+    templates = Path(pages.__file__).parent / "templates"
+    texts = {t for f in templates.glob("*.html") for t in re.findall(r'_\("((?:[^"\\]|\\.)+)"\)', f.read_text())}
+    texts |= set(re.findall(r'Refused\(\d+, "([^"]+)"\)', Path(pages.__file__).read_text()))
+    texts |= set(pages.DONE.values()) | {"automation referred it", "the applicant refused an automated decision",
+                                         "the applicant asked for a review of an automatic decision"}
+    texts |= {"normal", "high", "urgent", "open", "claimed", "awaiting_confirmation", "confirming", "decided",
+              "Approve", "Decline", "automation", "person"}
+    assert len(texts) > 100
+    assert sorted(texts - set(ZH)) == []
+
+
+async def test_the_pages_speak_the_browser_s_language(console):
+    client, _ = console
+    await referral(client, "console-zh")
+    await sign_in(client, KEY_A)
+    chinese = await client.get("/console/", headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    assert "审核队列" in chinese.text and "待领取" in chinese.text and chinese.headers["content-language"] == "zh"
+    english = await client.get("/console/", headers={"Accept-Language": "en-US"})
+    assert "Queue" in english.text and "审核队列" not in english.text

@@ -106,7 +106,8 @@ def test_two_reviewers_finish_a_four_eyes_case_in_the_browser(server, browser):
         case_id = next(c["case_id"] for c in case_id["cases"] if c["decision_id"] == first["decision_id"])
         browser.find_element(By.CSS_SELECTOR, f'tr[data-case="{case_id}"] a.case-link').click()
         WebDriverWait(browser, 10).until(ec.presence_of_element_located((By.ID, "case-id")))
-        assert browser.find_element(By.ID, "state").text == "open"
+        assert browser.find_element(By.ID, "state").get_attribute("data-state") == "open"
+        assert browser.find_element(By.ID, "state").text == "待领取"  # the browser asks for Chinese
         assert "VERIFICATION_UNAVAILABLE" in browser.find_element(By.ID, "reasons").text
         assert "核验服务暂时不可用" in browser.find_element(By.ID, "reasons").text  # the browser asks for Chinese
         assert browser.find_elements(By.CSS_SELECTOR, "#factors tbody tr")  # the top factors
@@ -124,16 +125,18 @@ def test_two_reviewers_finish_a_four_eyes_case_in_the_browser(server, browser):
         shoot(browser, "console-case.png")
         assert len(browser.window_handles) == 1
         click(browser, "decide")
-        assert browser.find_element(By.ID, "state").text == "awaiting_confirmation"
+        assert browser.find_element(By.ID, "state").get_attribute("data-state") == "awaiting_confirmation"
         assert browser.find_element(By.ID, "waiting")  # the proposer cannot confirm it
         browser.find_element(By.ID, "sign-out").click()
 
         sign_in(browser, server.url, KEY_B)
         browser.get(f"{server.url}/console/cases/{case_id}")
         click(browser, "claim")
-        assert "dev-reviewer-a proposes to approve 40,000 CNY" in browser.find_element(By.ID, "proposal").text
+        proposal = browser.find_element(By.ID, "proposal")
+        assert proposal.get_attribute("data-proposer") == "dev-reviewer-a"
+        assert float(proposal.get_attribute("data-amount")) == 40000
         click(browser, "confirm")
-        assert browser.find_element(By.ID, "state").text == "decided"
+        assert browser.find_element(By.ID, "state").get_attribute("data-state") == "decided"
         history = browser.find_element(By.ID, "history").text
         assert "proposed" in history and "confirmed" in history and "138****8000" in history
 
@@ -141,7 +144,8 @@ def test_two_reviewers_finish_a_four_eyes_case_in_the_browser(server, browser):
         browser.find_element(By.ID, "find").send_keys("browser-0")
         browser.find_element(By.ID, "find-button").click()
         WebDriverWait(browser, 10).until(ec.presence_of_element_located((By.ID, "outcome")))
-        assert browser.find_element(By.ID, "outcome").text.startswith("approve, decided by person")
+        outcome = browser.find_element(By.ID, "outcome")
+        assert (outcome.get_attribute("data-outcome"), outcome.get_attribute("data-by")) == ("approve", "person")
 
         final = api.get(f"/v1/decisions/{first['decision_id']}", headers=CLIENT).json()
         assert final["outcome"] == "approve" and final["offer"]["amount"] == 40000

@@ -21,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from service.api.auth import KeyRing
 from service.api.console.session import COOKIE, LIFETIME_S, Session, Sessions
+from service.api.console.texts import translator
 from service.engine.messages import negotiate
 from service.logs import mask_text
 from service.review.case import BadVerdict, FourEyes, ReviewError, Verdict
@@ -93,9 +94,12 @@ def console_routes(runtime: Runtime, keys: KeyRing) -> APIRouter:
     sessions = Sessions(runtime.settings.pii_key.encode())
     channel = runtime.review
 
-    def page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
-        html = env.get_template(template).render(**values)
-        return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
+    def page(request: Request, template: str, status: int = 200, **values: Any) -> HTMLResponse:
+        """A page in the browser's language (Chinese by default): its own words and the rules'."""
+        language = negotiate(request.headers.get("accept-language"))
+        html = env.get_template(template).render(language=language, _=translator(language), **values)
+        return HTMLResponse(html, status_code=status, headers={**SECURITY_HEADERS, "Content-Language": language,
+                                                               "Vary": "Accept-Language, Cookie"})
 
     def session_of(request: Request) -> Session | None:
         session = sessions.read(request.cookies.get(COOKIE))
@@ -146,7 +150,7 @@ def console_routes(runtime: Runtime, keys: KeyRing) -> APIRouter:
     async def login_page(request: Request) -> Response:
         if session_of(request) is not None:
             return RedirectResponse("/console/", status_code=303)
-        return page("login.html")
+        return page(request, "login.html")
 
     @router.post("/console/login")
     async def login(request: Request) -> Response:
@@ -155,10 +159,10 @@ def console_routes(runtime: Runtime, keys: KeyRing) -> APIRouter:
                 raise Refused(403, "sign in from the console's own page")
             fields = await form(request)
         except Refused as exc:
-            return page("login.html", exc.status, error=exc.message)
+            return page(request, "login.html", exc.status, error=exc.message)
         key = keys.key_of("Bearer " + fields.get("key", "").strip())
         if key is None or key.role != "reviewer" or keys.current(key.name, key.digest[:8]) is None:
-            return page("login.html", 401, error="This is not a valid reviewer key.")
+            return page(request, "login.html", 401, error="This is not a valid reviewer key.")
         _, cookie = sessions.issue(key.name, key.digest)
         response = RedirectResponse("/console/", status_code=303)
         response.set_cookie(COOKIE, cookie, max_age=LIFETIME_S, path="/console", httponly=True, samesite="strict",
@@ -190,7 +194,7 @@ def console_routes(runtime: Runtime, keys: KeyRing) -> APIRouter:
         if listed["next_cursor"]:
             more = "/console/?" + urlencode({k: v for k, v in (("state", state), ("product", product),
                                                                 ("cursor", listed["next_cursor"])) if v})
-        return page("queue.html", session=session, csrf=sessions.csrf(session), cases=listed["cases"],
+        return page(request, "queue.html", session=session, csrf=sessions.csrf(session), cases=listed["cases"],
                     states=STATES, state=state or "", product=product or "", more=more, error=error,
                     products=sorted(ruleset.products) if ruleset else [])
 
@@ -198,7 +202,7 @@ def console_routes(runtime: Runtime, keys: KeyRing) -> APIRouter:
                         error: str | None = None, done: str | None = None) -> Response:
         case = await channel.case(case_id)
         if case is None:
-            return page("missing.html", 404, session=session, csrf=sessions.csrf(session))
+            return page(request, "missing.html", 404, session=session, csrf=sessions.csrf(session))
         language = negotiate(request.headers.get("accept-language"))
         factors = None
         record = await runtime.store.find(case["decision_id"])
@@ -209,8 +213,8 @@ def console_routes(runtime: Runtime, keys: KeyRing) -> APIRouter:
         product = ruleset.products.get(case["product"]) if ruleset else None
         reasons = ruleset.review_reasons if ruleset else {}
         proposal = case.get("proposal")
-        return page("case.html", status, session=session, csrf=sessions.csrf(session), case=case, error=error,
-                    done=done, factors=factors, language=language, product=product,
+        return page(request, "case.html", status, session=session, csrf=sessions.csrf(session), case=case, error=error,
+                    done=done, factors=factors, product=product,
                     reasons={o: {c: m.text(language) for c, m in codes.items()} for o, codes in reasons.items()},
                     mine=case["holder"] == session.key,
                     proposer=proposal["by"] if proposal else None)
@@ -236,7 +240,7 @@ def console_routes(runtime: Runtime, keys: KeyRing) -> APIRouter:
             shown = await channel.decision(record, explain=True)
             assert shown is not None
             explanation = await runtime.explanations.of(shown, language)
-        return page("decision.html", 404 if wanted and record is None else status, session=session,
+        return page(request, "decision.html", 404 if wanted and record is None else status, session=session,
                     csrf=sessions.csrf(session), wanted=wanted, explanation=explanation, error=error,
                     now=dt.datetime.now(dt.UTC).isoformat())
 
@@ -281,7 +285,7 @@ def console_routes(runtime: Runtime, keys: KeyRing) -> APIRouter:
         except Refused as exc:
             return await case_page(request, session, case_id, exc.status, error=exc.message)
         except CaseNotFound:
-            return page("missing.html", 404, session=session, csrf=sessions.csrf(session))
+            return page(request, "missing.html", 404, session=session, csrf=sessions.csrf(session))
         except BadVerdict as exc:
             return await case_page(request, session, case_id, 422, error=f"{exc.field}: {exc.message}")
         except FourEyes as exc:
