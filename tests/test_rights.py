@@ -273,3 +273,39 @@ def test_a_model_input_s_label_needs_both_languages(tmp_path):
     with pytest.raises(SpecError) as error:
         load_spec(spec)
     assert any("[checking]" in str(e) and "'label'" in str(e) for e in error.value.errors)
+
+
+def test_a_former_release_s_models_are_archived_from_the_command_line(tmp_path):
+    """Decisions made before workers archived their models: the operator archives that
+    release's model folders, and those decisions become explainable."""
+    import os
+    import subprocess
+    import sys
+
+    from service.config import REPO_ROOT
+    from service.scoring.model import load_model
+    from service.store.models import SqliteModels
+
+    former = tmp_path / "release-1" / "german_champion"
+    shutil.copytree(MODELS / FORMER, former)
+    env = {**os.environ, "LOAN_DATA_DIR": str(tmp_path / "data")}
+    command = [sys.executable, "-m", "service.cli", "model", "archive", str(former)]
+    first = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert first.returncode == 0, first.stderr
+    version = load_model(former).version
+    assert first.stdout.strip() == f"{version}: archived"
+    again = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert again.stdout.strip() == f"{version}: already archived"
+    archive = SqliteModels(tmp_path / "data" / "decisions.sqlite3")
+    archive.open()
+    try:
+        kept = archive.get(version)
+    finally:
+        archive.close()
+    assert kept is not None and kept.files["model.onnx"] == (former / "model.onnx").read_bytes()
+    broken = tmp_path / "broken"
+    shutil.copytree(MODELS / FORMER, broken)
+    (broken / "model.onnx").write_bytes(b"not a graph")
+    failed = subprocess.run([*command[:-1], str(broken)], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert failed.returncode == 1 and "cannot load" in failed.stderr
