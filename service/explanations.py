@@ -21,7 +21,7 @@ from service.scoring.explain import Explanation, Factor, explain
 
 TEMPLATES = {
     "zh": "{label}为{value}（最佳为{best}），使评分降低{points:.1f}分。",
-    "en": "{label} of {value} (best: {best}) lowered the score by {points:.1f} points.",
+    "en": "{label}: {value} (best: {best}) lowered the score by {points:.1f} points.",
 }
 
 
@@ -37,14 +37,18 @@ def factor_view(factor: Factor, language: str) -> dict[str, Any]:
     view = {"input": factor.input, "label": label, "value": factor.value, "best": factor.best,
             "points": round(factor.points, 2)}
     if factor.points < 0:
-        view["text"] = TEMPLATES[language].format(label=label, value=_text(factor.value),
-                                                  best=_text(factor.best), points=-factor.points)
+        view["text"] = TEMPLATES[language].format(label=label, value=_text(factor.value, language),
+                                                  best=_text(factor.best, language), points=-factor.points)
     return view
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
+WORDS = {"zh": {None: "未提供", True: "有", False: "无"}, "en": {None: "not given", True: "yes", False: "no"}}
+
+
+def _text(value: Any, language: str) -> str:
+    """A value in a sentence: a missing one or true/false in words, numbers without a stray .0."""
+    if value is None or isinstance(value, bool):
+        return WORDS[language][value]
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)

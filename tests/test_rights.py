@@ -309,3 +309,20 @@ def test_a_former_release_s_models_are_archived_from_the_command_line(tmp_path):
     failed = subprocess.run([*command[:-1], str(broken)], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
                             timeout=60)
     assert failed.returncode == 1 and "cannot load" in failed.stderr
+
+
+@pytest.mark.parametrize(("language", "value", "best", "text"), [
+    ("en", None, "real_estate", "Collateral: not given (best: real_estate) lowered the score by 7.6 points."),
+    ("zh", False, True, "担保人为无（最佳为有），使评分降低1.5分。"),
+    ("en", 30000.0, 14262.0, "Amount requested: 30000 (best: 14262) lowered the score by 16.2 points."),
+])
+def test_a_factor_is_said_in_plain_words(language, value, best, text):
+    from service.engine.messages import Message
+    from service.explanations import factor_view
+    from service.scoring.explain import Factor
+
+    labels = {"Collateral": Message("抵押物", "Collateral"), "Guarantor": Message("担保人", "Guarantor"),
+              "Amount requested": Message("申请金额", "Amount requested")}
+    name = next(n for n in labels if text.startswith(n) or labels[n].zh in text)
+    points = -float(text.split("by ")[-1].split(" ")[0]) if language == "en" else -1.5
+    assert factor_view(Factor("x", labels[name], value, best, points), language)["text"] == text
