@@ -16,6 +16,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, WithJsonSchema
 
+from service.identifiers import id_number_valid
+
 MONEY_MAX = 1e12
 YEARS_MAX = 150
 COUNT_MAX = 1_000_000
@@ -337,6 +339,17 @@ class RelatedParty(Strict):
     """Mainland mobile number, if known."""
 
 
+def _not_an_id_number(value: str) -> str:
+    # The id is the idempotency key: stored, echoed in every answer and callback. An ID number
+    # there would keep personal data raw where nothing can mask it (PIPL minimisation).
+    if id_number_valid(value):
+        raise ValueError("is a resident ID number; send the bank's own application id, not personal data")
+    return value
+
+
+ApplicationId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$"), AfterValidator(_not_an_id_number)]
+
+
 class Attachment(Strict):
     type: AttachmentType
     """What the document is."""
@@ -350,8 +363,9 @@ class DecisionRequest(Strict):
     model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True,
                               use_attribute_docstrings=True, json_schema_extra={"examples": [EXAMPLE_REQUEST]})
 
-    application_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
-    """The bank's id of this application; also the idempotency key."""
+    application_id: ApplicationId
+    """The bank's id of this application; also the idempotency key. A resident ID number is
+    refused: the id is stored, echoed and logged, so it must not be personal data."""
     product: Annotated[str, Field(min_length=1, max_length=64)]
     """A product code from rules/products.yaml."""
     channel: Channel
@@ -673,7 +687,7 @@ class ReviewCaseDetail(ReviewCase):
 
 
 class LabelRow(Strict):
-    application_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    application_id: ApplicationId
     """The application the loan came from."""
     status: Literal["good", "bad"]
     """How the loan performed, by the bank's definition of bad."""

@@ -59,13 +59,29 @@ async def test_decision_logs_hold_no_unmasked_id_or_phone(client, log_lines):
         assert not PHONE_SHAPE.search(line), line
 
 
+async def test_an_id_number_as_application_id_is_refused_and_kept_nowhere(client, runtime, log_lines):
+    """The application id is stored and echoed in every answer: an ID number there would be kept
+    raw. It is a 422 naming the field, nothing is stored, and the logs stay masked."""
+    ident = id_number("19850101", "440301", "555")
+    resp = await client.post("/v1/decisions", content=orjson.dumps(application(ident)), headers=CLIENT)
+    assert resp.status_code == 422, resp.text
+    assert "application_id" in resp.text and "resident ID number" in resp.text
+    assert ident not in resp.text
+    assert await runtime.store.find_by_application(ident) is None
+    for line in log_lines():
+        assert not ID_SHAPE.search(line), line
+    wrong_check = ident[:-1] + ("1" if ident[-1] != "1" else "2")  # 18 digits, not an ID number
+    ok = await client.post("/v1/decisions", content=orjson.dumps(application(wrong_check)), headers=CLIENT)
+    assert ok.status_code == 200, ok.text
+
+
 async def test_personal_data_typed_into_free_text_is_masked_in_logs_and_audit(client, runtime, log_lines):
-    """An ID number sent as the application id, a phone in a list change's actor or reason: the
-    log lines and the audit trail keep them masked."""
+    """A phone number sent as the application id, an ID number or phone in a list change's actor
+    or reason: the log lines and the audit trail keep them masked."""
     from tests.factories import ADMIN
 
     ident = id_number("19850101", "440301", "555")
-    await client.post("/v1/decisions", content=orjson.dumps(application(ident)), headers=CLIENT)
+    await client.post("/v1/decisions", content=orjson.dumps(application("13912340000")), headers=CLIENT)
     change = {"values": ["13900001111"], "actor": f"desk {ident}", "reason": "caller 13912345678"}
     resp = await client.post("/admin/lists/black_phones/entries", json=change, headers=ADMIN)
     assert resp.status_code == 200
