@@ -1,4 +1,4 @@
-"""Compile rule expressions into Python functions through a whitelisted AST.
+"""Compile rule expressions into Python functions through a whitelisted, typed AST.
 
 The text is parsed by ``ast.parse`` (it is never executed), every node is checked against a
 small grammar, typed against the fact catalogue, and *rewritten* into a new AST in which fields
@@ -6,12 +6,21 @@ are dict lookups, comparisons are null-safe and functions are pre-bound. Only th
 AST is compiled, with no builtins, into ``lambda F, L: …`` (F: facts, L: the list lookup).
 Anything outside the grammar — attributes other than field paths, dunders, subscripts, calls of
 anything but registered functions, lambdas, comprehensions, f-strings, imports, large or
-non-literal exponents — is a load error with a position.
+non-literal exponents, powers of powers — is a load error with a position.
+
+Types: number, string, bool, date, datetime and lists of one of them. Every operator and
+function argument is checked, so a rule that loads cannot raise a type error; comparing values
+that can never be equal (text with a number, 'famer' with an occupation, text among numbers) is
+a load error too.
 
 Null semantics: an absent field is ``None``; a comparison with a null operand is false;
-arithmetic with a null operand is null; in a boolean context null is false; ``missing(x)``
-tests for null. Errors at run time (division by zero, …) propagate to the caller, which records
-them as the rule's ``error``.
+arithmetic with a null operand is null; ``and``/``or``/``not`` give true or false, a null
+operand counting as false; ``missing(x)`` tests for null. The one error at run time is
+arithmetic (division by zero, a number that overflows): it propagates to the caller, which
+records it as the rule's ``error``.
+
+Bounded time: expressions are at most 2,000 characters, patterns run on RE2 (linear in the text)
+and powers in floating point, so no rule takes long on any input the API accepts.
 """
 
 from __future__ import annotations
@@ -23,8 +32,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.engine.facts import ANY, BOOL, DATE, DATETIME, LIST, NUMBER, STRING
-from service.engine.functions import REGISTRY
+import re2
+
+from service.engine.facts import ANY, BOOL, DATE, DATETIME, ENUMS, NUMBER, OBJECT, STRING, item_of, list_of
+from service.engine.functions import REGISTRY, accepts, power
 
 MAX_LENGTH = 2000
 MAX_DEPTH = 40
@@ -43,7 +54,8 @@ class ExpressionError(Exception):
         super().__init__(message)
         self.message = message
         self.line = line  # 1-based, within the expression text
-        self.column = column  # 1-based
+        self.column = column  # 1-based, in characters
+        self.offset = 0  # 0-based, in characters of the text as written (set by compile_expression)
 
 
 @dataclass
@@ -65,6 +77,7 @@ class Compiled:
 @dataclass
 class _Compiler:
     catalogue: dict[str, str]
+    lines: list[str] = field(default_factory=list)  # the parsed text, for columns in characters
     names: dict[str, Any] = field(default_factory=dict)
     fields: set[str] = field(default_factory=set)
     list_reads: set[tuple[str, str | None, bool]] = field(default_factory=set)
@@ -73,7 +86,10 @@ class _Compiler:
     # --- helpers --------------------------------------------------------------------------
 
     def fail(self, node: ast.AST, message: str) -> ExpressionError:
-        return ExpressionError(message, getattr(node, "lineno", 1), getattr(node, "col_offset", 0) + 1)
+        line = getattr(node, "lineno", 1)
+        # ast counts columns in UTF-8 bytes; an analyst counts characters (名字 is two, not six).
+        written = self.lines[line - 1].encode()[:getattr(node, "col_offset", 0)] if self.lines else b""
+        return ExpressionError(message, line, len(written.decode(errors="ignore")) + 1)
 
     def bind(self, value: Any) -> ast.Name:
         name = f"_k{len(self.names)}"
@@ -151,17 +167,32 @@ class _Compiler:
         kind = self.catalogue.get(path)
         if kind is None:
             hint = _suggest(path, self.catalogue)
-            raise self.fail(node, f"unknown field '{path}'" + (f" (did you mean '{hint}'?)" if hint else ""))
+            if hint:
+                raise self.fail(node, f"unknown field '{path}' (did you mean '{hint}'?)")
+            if "." not in path and path not in REGISTRY:
+                raise self.fail(node, f"unknown field '{path}'; text must be quoted: '{path}'")
+            raise self.fail(node, f"unknown field '{path}'")
         self.fields.add(path)
         return ast.Subscript(ast.Name("F", ast.Load()), ast.Constant(path), ast.Load()), kind
 
     def visit_List(self, node: ast.List | ast.Tuple, depth: int) -> tuple[ast.expr, str]:
-        values = []
+        values: list[Any] = []
+        kinds: set[str] = set()
         for elt in node.elts:
-            if not isinstance(elt, ast.Constant) or isinstance(elt.value, (bytes, complex)) or elt.value is ...:
+            if isinstance(elt, ast.UnaryOp) and isinstance(elt.op, (ast.USub, ast.UAdd)) \
+                    and isinstance(elt.operand, ast.Constant) and type(elt.operand.value) in (int, float):
+                value = elt.operand.value
+                assert isinstance(value, (int, float))
+                elt = ast.Constant(-value if isinstance(elt.op, ast.USub) else value)
+            if not isinstance(elt, ast.Constant) or isinstance(elt.value, (bytes, complex)) or elt.value is ... \
+                    or elt.value is None:
                 raise self.fail(elt, "list literals may only hold numbers, strings and booleans")
+            _, kind = self.visit_Constant(elt, depth)
+            if kinds and kind not in kinds:
+                raise self.fail(elt, f"a list holds one type: this {kind} is among {kinds.pop()}s")
+            kinds.add(kind)
             values.append(elt.value)
-        return self.bind(frozenset(values)), LIST
+        return self.bind(tuple(values)), list_of(kinds.pop() if kinds else ANY)
 
     visit_Tuple = visit_List
 
@@ -172,7 +203,9 @@ class _Compiler:
             if kind not in (BOOL, ANY):
                 raise self.fail(value, f"'and'/'or' need true/false operands, got a {kind}")
             values.append(code)
-        return ast.BoolOp(type(node.op)(), values), BOOL
+        # `is True`: and/or give true or false, never null (a null operand counts as false), so
+        # that `(a and b) != true` is true when a is null, as the documented semantics say.
+        return ast.Compare(ast.BoolOp(type(node.op)(), values), [ast.Is()], [ast.Constant(True)]), BOOL
 
     def visit_UnaryOp(self, node: ast.UnaryOp, depth: int) -> tuple[ast.expr, str]:
         operand, kind = self.visit(node.operand, depth)
@@ -193,6 +226,8 @@ class _Compiler:
         if not isinstance(node.op, _ARITH):
             raise self.fail(node, "only + - * / // % and ** are allowed")
         if isinstance(node.op, ast.Pow):
+            if any(isinstance(n, ast.BinOp) and isinstance(n.op, ast.Pow) for n in ast.walk(node.left)):
+                raise self.fail(node, "a power of a power grows without bound: write one exponent")
             exponent = node.right
             if isinstance(exponent, ast.UnaryOp) and isinstance(exponent.op, ast.USub):
                 exponent = exponent.operand
@@ -205,6 +240,8 @@ class _Compiler:
             if kind not in (NUMBER, ANY):
                 raise self.fail(side, f"arithmetic needs numbers, got a {kind}")
         guards, (lu, ru) = self.guarded([left, right])
+        if isinstance(node.op, ast.Pow):  # in floating point: overflows at once, never a huge integer
+            return _null_or(guards, ast.Call(self.bind(power), [lu, ru], [])), NUMBER
         return _null_or(guards, ast.BinOp(lu, type(node.op)(), ru)), NUMBER
 
     def visit_Compare(self, node: ast.Compare, depth: int) -> tuple[ast.expr, str]:
@@ -219,16 +256,55 @@ class _Compiler:
         for i, op in enumerate(node.ops):
             if not isinstance(op, _COMPARE):
                 raise self.fail(node, "'is' / 'is not' are not allowed: use == or missing(x)")
-            (lk, rk), right_node = (compiled[i][1], compiled[i + 1][1]), operands[i + 1]
+            (lk, rk), left_node, right_node = (compiled[i][1], compiled[i + 1][1]), operands[i], operands[i + 1]
             if isinstance(op, (ast.In, ast.NotIn)):
-                if rk not in (LIST, STRING, ANY):
+                item = item_of(rk)
+                if rk != STRING and item is None:
                     raise self.fail(right_node, f"'in' needs a list or text on its right, got a {rk}")
-                if rk == STRING and lk not in (STRING, ANY):
-                    raise self.fail(node, f"'in' text needs text on its left, got a {lk}")
-            elif not _comparable(lk, rk, ordered=not isinstance(op, (ast.Eq, ast.NotEq))):
-                raise self.fail(node, f"cannot compare a {lk} with a {rk}")
-            parts.append(ast.Compare(uses[i], [type(op)()], [uses[i + 1]]))
+                if item == OBJECT:
+                    raise self.fail(right_node, "'in' cannot look among parties or attachments: "
+                                                "use the lists of their fields (related.phones, attachments.types)")
+                want = STRING if rk == STRING else item
+                if lk != want and ANY not in (lk, want):
+                    what = "text" if rk == STRING else f"a list of {item}s"
+                    raise self.fail(left_node, f"a {lk} is never in {what}" + (
+                        " (compare lists with all_in(a, b))" if item_of(lk) else ""))
+                if rk != STRING:
+                    self.check_values(left_node, right_node)
+                    self.check_values(right_node, left_node)
+            else:
+                if item_of(lk) or item_of(rk):
+                    raise self.fail(node, "lists cannot be compared with == or <: use all_in(a, b), "
+                                          "'x in list' or len(list)")
+                if not _comparable(lk, rk, ordered=not isinstance(op, (ast.Eq, ast.NotEq))):
+                    raise self.fail(node, f"cannot compare a {lk} with a {rk}")
+                if isinstance(op, (ast.Eq, ast.NotEq)):
+                    self.check_values(left_node, right_node)
+                    self.check_values(right_node, left_node)
+            right = uses[i + 1]
+            if isinstance(op, (ast.In, ast.NotIn)) and isinstance(right_node, (ast.List, ast.Tuple)):
+                assert isinstance(right, ast.Name)
+                right = self.bind(frozenset(self.names[right.id]))  # membership in a literal: a set
+            parts.append(ast.Compare(uses[i], [type(op)()], [right]))
         return ast.BoolOp(ast.And(), guards + parts) if len(guards + parts) > 1 else parts[0], BOOL
+
+    def check_values(self, field_node: ast.expr, text: ast.expr) -> None:
+        """Text compared with a field that takes only some values, or looked for in a list of
+        them, must be one of them: anything else can never be equal (a typo such as 'famer')."""
+        if not isinstance(field_node, (ast.Name, ast.Attribute)):
+            return
+        try:
+            allowed = ENUMS.get(self.path_of(field_node))
+        except ExpressionError:
+            return
+        if allowed is None:
+            return
+        literals = text.elts if isinstance(text, (ast.List, ast.Tuple)) else [text]
+        for literal in literals:
+            if isinstance(literal, ast.Constant) and isinstance(literal.value, str) and literal.value not in allowed:
+                hint = _suggest(literal.value, dict.fromkeys(allowed))
+                raise self.fail(literal, f"'{literal.value}' is never a value of {self.path_of(field_node)}"
+                                + (f" (did you mean '{hint}'?)" if hint else f" ({', '.join(sorted(allowed))})"))
 
     def visit_IfExp(self, node: ast.IfExp, depth: int) -> tuple[ast.expr, str]:
         test, tk = self.visit(node.test, depth)
@@ -266,6 +342,7 @@ class _Compiler:
             return ast.Compare(code, [ast.Is()], [ast.Constant(None)]), BOOL
         args: list[ast.expr] = []
         literals: dict[int, str] = {}  # the literal string arguments (list names, patterns), checked above
+        items: set[str] = set()  # what the list arguments hold
         for index, arg in enumerate(node.args):
             if index in spec.literal_args:
                 assert isinstance(arg, ast.Constant) and isinstance(arg.value, str)
@@ -274,19 +351,28 @@ class _Compiler:
                 continue
             code, kind = self.visit(arg, depth)
             want = spec.args[0] if spec.variadic else spec.args[index]
-            if ANY not in (want, kind) and kind != want and not (want == DATETIME and kind == DATE):
-                raise self.fail(arg, f"argument {index + 1} of {name}() must be a {want}, got a {kind}")
+            if not accepts(want, kind):
+                if name == "in_list" and item_of(kind):
+                    held = self.path_of(arg) if isinstance(arg, (ast.Name, ast.Attribute)) else "it"
+                    raise self.fail(arg, f"{held} holds several values: use any_in_list('{literals[0]}', {held})")
+                raise self.fail(arg, f"argument {index + 1} of {name}() must be {_a(want)}, got {_a(kind)}")
+            if spec.same_items and (item := item_of(kind)) not in (None, ANY):
+                if items and item not in items:
+                    raise self.fail(arg, f"{name}() compares lists of one type: {items.pop()}s and {item}s never match")
+                items.add(item)
             args.append(code)
         if name == "matches":
             try:
-                regex = re.compile(literals[0])
-            except re.error as exc:
-                raise self.fail(node.args[0], f"bad regular expression: {exc}") from None
+                regex = re2.compile(literals[0], options=_RE2)
+            except re2.error as exc:
+                reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+                raise self.fail(node.args[0], f"bad regular expression (RE2 syntax: no look-around or "
+                                              f"back-references): {reason}") from None
             guards, (text,) = self.guarded([args[1]])
             call = ast.Compare(
                 ast.Call(ast.Attribute(self.bind(regex), "fullmatch", ast.Load()), [text], []),
                 [ast.IsNot()], [ast.Constant(None)])
-            return ast.BoolOp(ast.And(), guards + [call]), BOOL
+            return (ast.BoolOp(ast.And(), guards + [call]) if guards else call), BOOL
         if name in ("in_list", "any_in_list"):
             method = "contains" if name == "in_list" else "contains_any"
             read = node.args[1]
@@ -294,6 +380,26 @@ class _Compiler:
             self.list_reads.add((literals[0], path, name == "any_in_list"))
             return ast.Call(ast.Attribute(ast.Name("L", ast.Load()), method, ast.Load()), args, []), BOOL
         return ast.Call(self.bind(spec.fn), args, []), spec.returns
+
+
+def _a(kind: str) -> str:
+    """'a number', 'a date or a datetime', 'a list of strings': a type as an analyst reads it."""
+    words = []
+    for alternative in kind.split("|"):
+        item = item_of(alternative)
+        word = alternative if item is None else "list" if item in ("*", ANY) else f"list of {item}s"
+        words.append(("an " if word[0] in "aeiou" else "a ") + word)
+    return " or ".join(words)
+
+
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    options.log_errors = False  # a bad pattern is the rule file's error, not a line on stderr
+    return options
+
+
+# matches() runs on RE2: linear in the text, whatever the pattern (no catastrophic backtracking).
+_RE2 = _re2_options()
 
 
 def _null_or(guards: list[ast.expr], value: ast.expr) -> ast.expr:
@@ -328,6 +434,30 @@ def _suggest(name: str, known: dict[str, Any]) -> str | None:
     return close[0] if close else None
 
 
+# Slips an analyst makes, and what to write instead: shown when the text does not parse.
+_SLIPS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"(?<![=!<>])=(?!=)"), "'=' assigns: compare with '=='"),
+    (re.compile(r"&&"), "write 'and' instead of '&&'"),
+    (re.compile(r"\|\|"), "write 'or' instead of '||'"),
+    (re.compile(r"!(?!=)"), "write 'not' instead of '!'"),
+    (re.compile(r"<>"), "write '!=' instead of '<>'"),
+    (re.compile(r"\bbetween\b", re.IGNORECASE), "there is no 'between': write low <= x <= high"),
+    (re.compile(r"\b(?:and|or|not)\s*$"), "the expression ends with an operator: something must follow it"),
+    (re.compile(r"^\s*(?:and|or)\b"), "the expression starts with an operator: something must precede it"),
+]
+_QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
+
+
+def _slip(source: str) -> tuple[str, int] | None:
+    """The first common slip in ``source`` (outside quoted text), and its offset."""
+    unquoted = _QUOTED.sub(lambda m: " " * len(m.group()), source)
+    found = [(m.start(), message) for pattern, message in _SLIPS if (m := pattern.search(unquoted))]
+    if not found:
+        return None
+    offset, message = min(found)
+    return message, offset
+
+
 def compile_expression(text: Any, catalogue: dict[str, str], expect: str | None = None) -> Compiled:
     """Compile one expression or raise ExpressionError with its line/column in ``text``."""
     if isinstance(text, bool) or isinstance(text, (int, float)):
@@ -336,16 +466,48 @@ def compile_expression(text: Any, catalogue: dict[str, str], expect: str | None 
         raise ExpressionError("an expression must be non-empty text")
     if len(text) > MAX_LENGTH:
         raise ExpressionError(f"expression longer than {MAX_LENGTH} characters")
+    try:
+        return _compile(text, catalogue, expect)
+    except ExpressionError as exc:
+        raise _at_text(exc, text) from None
+
+
+def _at_text(exc: ExpressionError, text: str) -> ExpressionError:
+    """Re-express a position in the parsed text (stripped, perhaps parenthesised) as one in
+    ``text`` as written: its offset, line and column."""
+    lead = len(text) - len(text.lstrip())
     source = text.strip()
+    lines = source.split("\n")
+    shift = 1 if len(lines) > 1 else 0  # the "(" that lets a multi-line expression parse
+    line = min(max(exc.line, 1), len(lines))
+    in_source = sum(len(x) + 1 for x in lines[:line - 1]) + exc.column - 1 - (shift if line == 1 else 0)
+    exc.offset = lead + min(max(in_source, 0), len(source))
+    before = text[:exc.offset]
+    exc.line = before.count("\n") + 1
+    exc.column = exc.offset - (before.rfind("\n") + 1) + 1
+    return exc
+
+
+def _compile(text: str, catalogue: dict[str, str], expect: str | None) -> Compiled:
+    source = text.strip()
+    multiline = "\n" in source
+    parsed = source if not multiline else f"({source}\n)"
     try:
         with warnings.catch_warnings():  # e.g. "invalid escape sequence": the text is not Python's
             warnings.simplefilter("ignore")
-            tree = ast.parse(source if "\n" not in source else f"({source}\n)", mode="eval")
+            tree = ast.parse(parsed, mode="eval")
     except SyntaxError as exc:
+        slip = _slip(source)
+        if slip is not None:
+            message, offset = slip
+            before = source[:offset]
+            line = before.count("\n") + 1
+            column = offset - (before.rfind("\n") + 1) + 1 + (1 if multiline and line == 1 else 0)
+            raise ExpressionError(f"syntax error: {message}", line, column) from None
         raise ExpressionError(f"syntax error: {exc.msg}", exc.lineno or 1, exc.offset or 1) from None
     except (ValueError, RecursionError, MemoryError) as exc:
         raise ExpressionError(f"cannot parse: {type(exc).__name__}") from None
-    compiler = _Compiler(catalogue)
+    compiler = _Compiler(catalogue, parsed.split("\n"))
     try:
         body, kind = compiler.visit(tree.body)
     except RecursionError:

@@ -17,10 +17,24 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import AwareDatetime, BaseModel
 
-from service.schemas import DecisionRequest
+from service.schemas import AttachmentType, DecisionRequest, Relation
 
-NUMBER, STRING, BOOL, DATETIME, DATE, LIST, ANY = (
-    "number", "string", "bool", "datetime", "date", "list", "any")
+NUMBER, STRING, BOOL, DATETIME, DATE, ANY = ("number", "string", "bool", "datetime", "date", "any")
+OBJECT = "object"  # an item of related_parties or attachments: readable only through quantifiers
+
+
+def list_of(item: str) -> str:
+    """The type of a list whose items are ``item``: lists are typed by what they hold, so that
+    `'12' in product.terms` (text among numbers) is refused when the rule is loaded."""
+    return f"list[{item}]"
+
+
+def item_of(kind: str) -> str | None:
+    """What a list type holds; None for a type that is not a list."""
+    return kind[5:-1] if kind.startswith("list[") else None
+
+
+LIST_NUMBER, LIST_STRING, LIST_OBJECT = list_of(NUMBER), list_of(STRING), list_of(OBJECT)
 
 
 def _type_of(annotation: Any) -> tuple[str, type[BaseModel] | None]:
@@ -34,7 +48,8 @@ def _type_of(annotation: Any) -> tuple[str, type[BaseModel] | None]:
     if origin is Literal:
         return STRING, None
     if origin is list:
-        return LIST, None
+        item, nested = _type_of(get_args(annotation)[0])
+        return list_of(OBJECT if nested is not None else item), None
     if annotation is AwareDatetime:
         return DATETIME, None
     if isinstance(annotation, type):
@@ -64,6 +79,28 @@ def _request_plan(model: type[BaseModel], prefix: str = "") -> list[tuple[str, s
 REQUEST_PLAN = _request_plan(DecisionRequest)
 
 
+def _literals(annotation: Any) -> frozenset[str] | None:
+    """The values a ``Literal`` field (or a list of them) can take; None for any other."""
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return frozenset(get_args(annotation))
+    if origin in (typing.Annotated, list, typing.Union, types.UnionType):
+        inner = [a for a in get_args(annotation)[:1 if origin is typing.Annotated else None] if a is not type(None)]
+        return _literals(inner[0]) if len(inner) == 1 else None
+    return None
+
+
+def _enums(model: type[BaseModel], prefix: str = "") -> dict[str, frozenset[str]]:
+    out: dict[str, frozenset[str]] = {}
+    for name, field in model.model_fields.items():
+        kind, nested = _type_of(field.annotation)
+        if nested is not None and not kind.startswith("list["):
+            out |= _enums(nested, f"{prefix}{name}.")
+        elif (values := _literals(field.annotation)) is not None:
+            out[prefix + name] = values
+    return out
+
+
 def _catalogue(plan: list, out: dict[str, str]) -> dict[str, str]:
     for _, path, kind in plan:
         if isinstance(kind, list):
@@ -81,11 +118,11 @@ DERIVED: dict[str, str] = {
     "applicant.id_province": STRING,  # its first two digits
     "loan.instalment": NUMBER,  # monthly instalment at the product's reference rate
     "loan.instalment_to_income": NUMBER,  # null when income is 0
-    "related.id_numbers": LIST,
-    "related.phones": LIST,
-    "related.relations": LIST,  # spouse | guarantor | partner | contact, one per party
-    "attachments.types": LIST,
-    "submitted.hour": NUMBER,  # local hour of submission, 0–23, in the request's own offset
+    "related.id_numbers": LIST_STRING,
+    "related.phones": LIST_STRING,
+    "related.relations": LIST_STRING,  # spouse | guarantor | partner | contact, one per party
+    "attachments.types": LIST_STRING,
+    "submitted.hour": NUMBER,  # hour of submission in Beijing time, 0–23, whatever offset was sent
     "device.gps_km_from_id_province": NUMBER,  # GPS to the ID province's capital; rough
 }
 
@@ -95,14 +132,14 @@ PRODUCT: dict[str, str] = {
     "product.code": STRING,
     "product.min_amount": NUMBER,
     "product.max_amount": NUMBER,
-    "product.terms": LIST,
+    "product.terms": LIST_NUMBER,
     "product.min_age": NUMBER,
     "product.max_age": NUMBER,
-    "product.occupations": LIST,
+    "product.occupations": LIST_STRING,
     "product.requires_business": BOOL,
     "product.requires_income": BOOL,
     "product.income_multiple": NUMBER,
-    "product.required_attachments": LIST,
+    "product.required_attachments": LIST_STRING,
     "product.face_threshold": NUMBER,
     "product.reference_rate": NUMBER,
 }
@@ -123,10 +160,10 @@ STAGE: dict[str, str] = {
     "verification.business.established": DATE,  # the registry's establishment date
     "verification.business.years_operating": NUMBER,  # from it to the submission (Beijing time); not the typed one
     "verification.business.abnormal": BOOL,  # on the abnormal-operations list (经营异常名录)
-    "verification.required": LIST,  # the checks the product requires
-    "verification.failed": LIST,  # required checks that did not pass
-    "verification.unavailable": LIST,  # required checks that errored
-    "enrichment.unavailable": LIST,  # the stores that failed while gathering: whitelist, velocity, lists
+    "verification.required": LIST_STRING,  # the checks the product requires
+    "verification.failed": LIST_STRING,  # required checks that did not pass
+    "verification.unavailable": LIST_STRING,  # required checks that errored
+    "enrichment.unavailable": LIST_STRING,  # the stores that failed while gathering: whitelist, velocity, lists
     "whitelist.listed": BOOL,
     "whitelist.limit": NUMBER,
     "whitelist.segment": STRING,
@@ -134,7 +171,7 @@ STAGE: dict[str, str] = {
     "whitelist.expired": BOOL,
     **{f"velocity.{key}_{window}": NUMBER
        for key in ("device", "phone", "id", "ip") for window in ("1h", "24h", "7d", "30d")},
-    "flags": LIST,  # ids of the fraud/validation rules with action `flag` that fired
+    "flags": LIST_STRING,  # ids of the fraud/validation rules with action `flag` that fired
     "score.model": STRING,
     "score.pd": NUMBER,
     "score.points": NUMBER,
@@ -156,6 +193,18 @@ LIST_SOURCES: dict[str, dict[str, bool]] = {  # kind → {fact path: holds a lis
 }
 
 CATALOGUE: dict[str, str] = _catalogue(REQUEST_PLAN, {}) | DERIVED | PRODUCT | STAGE
+
+# The only values some text facts (or the items of some lists) can take: comparing one with
+# any other text can never be true, so it is a lint error (a typo such as 'famer').
+_STATUS = {"verification.identity.status": "match mismatch not_found error skipped",
+           "verification.face.status": "pass fail error skipped",
+           "verification.sms.status": "verified wrong_code expired error skipped",
+           "verification.business.status": "active deregistered revoked not_found error skipped"}
+ENUMS: dict[str, frozenset[str]] = (
+    _enums(DecisionRequest)
+    | {"related.relations": frozenset(get_args(Relation)), "attachments.types": frozenset(get_args(AttachmentType)),
+       "product.required_attachments": frozenset(get_args(AttachmentType))}
+    | {path: frozenset(values.split()) for path, values in _STATUS.items()})
 EMPTY: dict[str, Any] = dict.fromkeys(CATALOGUE)
 
 

@@ -192,16 +192,13 @@ class _Loader:
         return doc
 
     def expression(self, owner: Located, key: str, expect: str, rule_id: str | None) -> Compiled | None:
-        pos = owner.at(key)
         if key not in owner:
             self.error(owner.position, f"'{key}' is required", rule_id)
             return None
         try:
             return compile_expression(owner[key], CATALOGUE, expect)
         except ExpressionError as exc:
-            line = pos.line + exc.line - 1
-            column = (pos.column if exc.line == 1 else 1) + exc.column - 1
-            self.error(Position(pos.file, line, column), exc.message, rule_id)
+            self.error(owner.locate(key, exc.offset), exc.message, rule_id)
             return None
 
     def text(self, owner: Located, key: str, rule_id: str | None, required: bool = True) -> str:

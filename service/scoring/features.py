@@ -239,8 +239,7 @@ class _SpecLoader:
                 self.error(entry.at("from"), f"'from' gives a {compiled.type}; {encoding} needs a {expect}", name)
             fn, boolean = compiled.fn, compiled.type == BOOL
         except ExpressionError as exc:
-            pos = entry.at("from")
-            self.error(Position(pos.file, pos.line, pos.column + exc.column - 1), exc.message, name)
+            self.error(entry.locate("from", exc.offset), exc.message, name)
         missing, missing_value = self.missing(entry, encoding, levels, name)
         label = self.label(entry, name) if "label" in entry else None
         if fn is None:
