@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -121,6 +122,16 @@ def rules_lint(args: argparse.Namespace) -> int:
     print(f"{ruleset.directory}: ok, version {ruleset.version}: {len(ruleset.products)} products, "
           f"{len(ruleset.validation.rules)} validation rules, {len(ruleset.fraud.rules)} fraud rules, "
           f"{len(ruleset.strategy.rows)} strategy rows")
+    return 0
+
+
+def rules_facts(args: argparse.Namespace) -> int:
+    from service.engine.catalogue import as_json, as_markdown
+
+    if args.json:
+        print(json.dumps(as_json(), ensure_ascii=False, indent=1))
+    else:
+        print(as_markdown(), end="")
     return 0
 
 
@@ -495,6 +506,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("directory", nargs="?")
     p.add_argument("-v", "--verbose", action="store_true", help="list passing cases too")
     p.set_defaults(func=rules_test)
+
+    p = rules.add_parser("facts", help="the facts and functions rules can use, with their types (Markdown, "
+                         "or JSON for editors)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=rules_facts)
 
     p = rules.add_parser("publish", help="lint and test DIR, then make it the ruleset of every replica "
                          "(PostgreSQL)")

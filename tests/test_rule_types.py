@@ -400,3 +400,33 @@ def test_functions_on_text_are_total(text):
     for name in ("id_number_valid", "id_region_known", "birth_date_from_id", "uscc_valid", "phone_valid"):
         REGISTRY[name].fn(text)
     assert REGISTRY["age_from_id"].fn(text, dt.date(2026, 1, 1)) is None
+
+
+# --- the reference for analysts and editors ----------------------------------------------------
+
+def test_rules_facts_prints_every_fact_and_function_with_its_type(capsys):
+    import json
+
+    from service.cli import main
+    from service.engine.functions import REGISTRY
+
+    assert main(["rules", "facts", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert {path: entry["type"] for path, entry in printed["facts"].items()} == CATALOGUE
+    assert printed["facts"]["applicant.occupation"]["values"][:2] == ["farmer", "merchant"]
+    assert all(entry["description"] for entry in printed["facts"].values()), \
+        [p for p, e in printed["facts"].items() if not e["description"]]
+    assert set(printed["functions"]) == set(REGISTRY)
+    assert printed["functions"]["len"]["signature"] == "len(string|list[*]) → number"
+    assert main(["rules", "facts"]) == 0
+    markdown = capsys.readouterr().out
+    assert "| `product.terms` | list[number] |" in markdown and "`matches('pattern', string) → bool`" in markdown
+
+
+def test_docs_rules_md_holds_the_current_reference():
+    from service.engine.catalogue import as_markdown
+
+    text = (REPO_ROOT / "docs" / "RULES.md").read_text()
+    embedded = text.split("<!-- reference:begin -->\n", 1)[1].split("<!-- reference:end -->", 1)[0]
+    assert embedded.strip() == as_markdown().strip(), \
+        "docs/RULES.md is stale: paste `loan-decision rules facts` between its reference markers"

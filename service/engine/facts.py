@@ -112,18 +112,18 @@ def _catalogue(plan: list, out: dict[str, str]) -> dict[str, str]:
 
 # Facts computed once per decision from the request (see derive()).
 DERIVED: dict[str, str] = {
-    "applicant.age": NUMBER,  # whole years on the submission date, from the ID's birth date
+    "applicant.age": NUMBER,
     "applicant.birth_date": DATE,
-    "applicant.id_region": STRING,  # the ID's 6-digit administrative division code
-    "applicant.id_province": STRING,  # its first two digits
-    "loan.instalment": NUMBER,  # monthly instalment at the product's reference rate
-    "loan.instalment_to_income": NUMBER,  # null when income is 0
+    "applicant.id_region": STRING,
+    "applicant.id_province": STRING,
+    "loan.instalment": NUMBER,
+    "loan.instalment_to_income": NUMBER,
     "related.id_numbers": LIST_STRING,
     "related.phones": LIST_STRING,
-    "related.relations": LIST_STRING,  # spouse | guarantor | partner | contact, one per party
+    "related.relations": LIST_STRING,
     "attachments.types": LIST_STRING,
-    "submitted.hour": NUMBER,  # hour of submission in Beijing time, 0–23, whatever offset was sent
-    "device.gps_km_from_id_province": NUMBER,  # GPS to the ID province's capital; rough
+    "submitted.hour": NUMBER,
+    "device.gps_km_from_id_province": NUMBER,
 }
 
 # Facts from the product catalogue (rules/products.yaml).
@@ -146,24 +146,24 @@ PRODUCT: dict[str, str] = {
 
 # Facts that stages add while the decision runs.
 STAGE: dict[str, str] = {
-    "verification.identity.status": STRING,  # match | mismatch | not_found | error | skipped
+    "verification.identity.status": STRING,
     "verification.identity.error": STRING,
-    "verification.face.status": STRING,  # pass | fail | error | skipped
+    "verification.face.status": STRING,
     "verification.face.score": NUMBER,
     "verification.face.error": STRING,
-    "verification.sms.status": STRING,  # verified | wrong_code | expired | error | skipped
+    "verification.sms.status": STRING,
     "verification.sms.error": STRING,
     # the market-regulation registry, for products that require a business:
-    "verification.business.status": STRING,  # active | deregistered | revoked | not_found | error | skipped
+    "verification.business.status": STRING,
     "verification.business.error": STRING,
-    "verification.business.representative_match": BOOL,  # the applicant is its legal representative or operator
-    "verification.business.established": DATE,  # the registry's establishment date
-    "verification.business.years_operating": NUMBER,  # from it to the submission (Beijing time); not the typed one
-    "verification.business.abnormal": BOOL,  # on the abnormal-operations list (经营异常名录)
-    "verification.required": LIST_STRING,  # the checks the product requires
-    "verification.failed": LIST_STRING,  # required checks that did not pass
-    "verification.unavailable": LIST_STRING,  # required checks that errored
-    "enrichment.unavailable": LIST_STRING,  # the stores that failed while gathering: whitelist, velocity, lists
+    "verification.business.representative_match": BOOL,
+    "verification.business.established": DATE,
+    "verification.business.years_operating": NUMBER,
+    "verification.business.abnormal": BOOL,
+    "verification.required": LIST_STRING,
+    "verification.failed": LIST_STRING,
+    "verification.unavailable": LIST_STRING,
+    "enrichment.unavailable": LIST_STRING,
     "whitelist.listed": BOOL,
     "whitelist.limit": NUMBER,
     "whitelist.segment": STRING,
@@ -171,12 +171,73 @@ STAGE: dict[str, str] = {
     "whitelist.expired": BOOL,
     **{f"velocity.{key}_{window}": NUMBER
        for key in ("device", "phone", "id", "ip") for window in ("1h", "24h", "7d", "30d")},
-    "flags": LIST_STRING,  # ids of the fraud/validation rules with action `flag` that fired
+    "flags": LIST_STRING,
     "score.model": STRING,
     "score.pd": NUMBER,
     "score.points": NUMBER,
     "score.grade": STRING,
 }
+# What each computed fact means (request fields are described by the contract's own docs),
+# for `loan-decision rules facts` and docs/RULES.md.
+NOTES: dict[str, str] = {
+    "applicant.age": "whole years on the submission day (Beijing time), from the ID's birth date",
+    'applicant.id_region': "the ID's 6-digit administrative division code",
+    "applicant.id_province": "the ID's first two digits (its province)",
+    'loan.instalment': "monthly instalment at the product's reference rate",
+    "loan.instalment_to_income": "loan.instalment / applicant.monthly_income; null when income is 0",
+    "related.relations": "the relation of each related party",
+    'submitted.hour': 'hour of submission in Beijing time, 0–23, whatever offset was sent',
+    'device.gps_km_from_id_province': "GPS to the ID province's capital; rough",
+    "verification.identity.status": "the identity authority's answer on name + ID number",
+    "verification.face.status": "the liveness check's answer",
+    "verification.sms.status": "the SMS code check's answer",
+    "verification.business.status": "the market-regulation registry's answer on the USCC",
+    'verification.business.representative_match': 'the applicant is its legal representative or operator',
+    'verification.business.established': "the registry's establishment date",
+    'verification.business.years_operating': 'from it to the submission (Beijing time); not the typed one',
+    'verification.business.abnormal': 'on the abnormal-operations list (经营异常名录)',
+    'verification.required': 'the checks the product requires',
+    'verification.failed': 'required checks that did not pass',
+    'verification.unavailable': 'required checks that errored',
+    'enrichment.unavailable': 'the stores that failed while gathering: whitelist, velocity, lists',
+    'flags': 'ids of the fraud/validation rules with action `flag` that fired',
+    'applicant.birth_date': 'the birth date the ID number holds',
+    'related.id_numbers': 'the ID numbers of the related parties that have one',
+    'related.phones': 'the phones of the related parties that have one',
+    'attachments.types': 'the types of the attached documents',
+    'product.known': "the application's product is in products.yaml",
+    'product.code': "the product's code",
+    'product.min_amount': "the product's smallest loan",
+    'product.max_amount': "the product's largest loan",
+    'product.terms': 'the terms in months the product offers',
+    'product.min_age': 'the youngest applicant the product takes',
+    'product.max_age': 'the oldest applicant the product takes',
+    'product.occupations': 'the occupations the product is for',
+    'product.requires_business': 'applications must carry a registered business',
+    'product.requires_income': 'applications must state an income',
+    'product.income_multiple': 'the most a loan may be, in months of income',
+    'product.required_attachments': 'the documents an application must attach',
+    'product.face_threshold': 'the least face similarity that passes',
+    'product.reference_rate': 'the annual rate loan.instalment is computed at',
+    'verification.identity.error': 'why the identity check failed to answer (timeout, circuit_open, …)',
+    'verification.face.score': 'face similarity, 0–1',
+    'verification.face.error': 'why the face check failed to answer',
+    'verification.sms.error': 'why the SMS check failed to answer',
+    'verification.business.error': 'why the registry failed to answer',
+    'whitelist.listed': 'the applicant is on the active pre-approved whitelist',
+    'whitelist.limit': 'the pre-approved credit limit',
+    'whitelist.segment': "the whitelist segment (selects the product's model)",
+    'whitelist.rate_tier': 'the pre-approved rate tier',
+    'whitelist.expired': "the whitelist entry's validity ended before the submission (Beijing day)",
+    'score.model': 'the model that scored the application',
+    'score.pd': 'probability of default, 0–1',
+    'score.points': 'scorecard points (higher is better)',
+    'score.grade': 'the grade the points fall in (A best)',
+    **{f"velocity.{key}_{window}": f"applications with this {what} in the last {window}, this one included"
+       for key, what in (("device", "device"), ("phone", "phone"), ("id", "ID number"), ("ip", "IP address"))
+       for window in ("1h", "24h", "7d", "30d")},
+}
+
 # The stage facts gathered from outside the application (providers, whitelist, velocity): what a
 # decision records, so that a backtest can decide it again without calling anything.
 RECORDABLE = {name: kind for name, kind in STAGE.items()

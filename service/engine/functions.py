@@ -117,9 +117,10 @@ class Function:
     # Arguments that must be literal strings (list names, regexes), by index.
     literal_args: tuple[int, ...] = ()
     same_items: bool = False  # its list arguments must hold the same type of item
+    literal_label: str = "text"  # what its literal argument is, in the signature
 
     def signature(self, name: str) -> str:
-        args = [f"'{a}'" if i in self.literal_args else a for i, a in enumerate(self.args)]
+        args = [f"'{self.literal_label}'" if i in self.literal_args else a for i, a in enumerate(self.args)]
         return f"{name}({', '.join(args)}{', …' if self.variadic else ''}) → {self.returns}"
 
 
@@ -157,9 +158,12 @@ REGISTRY: dict[str, Function] = {
     # Compiled specially (see expressions.py): they need the rule's context, not just values.
     "missing": Function(lambda value: value is None, (ANY,), BOOL, "the field is null (absent)"),
     "matches": Function(lambda pattern, text: None, (STRING, STRING), BOOL,
-                        "the whole text matches the RE2 regular expression (linear time)", literal_args=(0,)),
+                        "the whole text matches the RE2 regular expression (linear time)", literal_args=(0,),
+                        literal_label="pattern"),
     "in_list": Function(lambda lists, name, value: None, (STRING, STRING), BOOL,
-                        "the application's identifier is on the bank's list", literal_args=(0,)),
+                        "the application's identifier is on the bank's list", literal_args=(0,),
+                        literal_label="list"),
     "any_in_list": Function(lambda lists, name, values: None, (STRING, "list[string]"), BOOL,
-                            "any of the identifiers is on the bank's list", literal_args=(0,)),
+                            "any of the identifiers is on the bank's list", literal_args=(0,),
+                            literal_label="list"),
 }
