@@ -33,12 +33,24 @@ def _mask_many(mask: Any) -> Any:
     return lambda values: [mask(v) for v in values] if isinstance(values, list) else values
 
 
+def _mask_items(masks: dict[str, Any]) -> Any:
+    """A list of parties or attachments as plain, masked mappings: the request's objects are not
+    JSON, and their fields hold ID numbers and phones."""
+    def mask(items: Any) -> Any:
+        return [{name: (masks[name](value) if name in masks and value is not None else value)
+                 for name, value in (item.model_dump() if hasattr(item, "model_dump") else dict(item)).items()}
+                for item in items]
+    return mask
+
+
 # Facts that are personal data, and how a stored trace or a page shows them.
 PERSONAL_FACTS = {
     "applicant.name": mask_name, "applicant.id_number": mask_id_number, "applicant.phone": mask_phone,
     "related.id_numbers": _mask_many(mask_id_number), "related.phones": _mask_many(mask_phone),
     "device.device_id": lambda v: "*" * len(v), "device.ip": lambda v: "*" * len(v),
     "device.gps.lat": lambda v: round(v), "device.gps.lon": lambda v: round(v),
+    "related_parties": _mask_items({"name": mask_name, "id_number": mask_id_number, "phone": mask_phone}),
+    "attachments": _mask_items({}),
 }
 
 

@@ -30,6 +30,19 @@ def evaluate(text: str, facts: dict[str, Any], lists: Any) -> Any:
     return _eval(tree.body, facts, lists)
 
 
+def _quantify(node: ast.Call, facts: dict[str, Any], lists: Any) -> bool:
+    """any/all(cond for p in list): over the items, a null list being empty; null counts false."""
+    generator = node.args[0]
+    assert isinstance(generator, ast.GeneratorExp)
+    loop = generator.generators[0]
+    assert isinstance(loop.target, ast.Name)
+    results = []
+    for item in _eval(loop.iter, facts, lists) or []:
+        scoped = {**facts, f"var:{loop.target.id}": item}
+        results.append(all(_eval(t, scoped, lists) is True for t in [*loop.ifs, generator.elt]))
+    return any(results) if node.func.id == "any" else all(results)  # type: ignore[attr-defined]
+
+
 def _path(node: ast.expr) -> str:
     parts = []
     while isinstance(node, ast.Attribute):
@@ -45,7 +58,12 @@ def _eval(node: ast.expr, facts: dict[str, Any], lists: Any) -> Any:
     if isinstance(node, ast.Name) and node.id in ("true", "false"):
         return node.id == "true"
     if isinstance(node, (ast.Name, ast.Attribute)):
-        return facts[_path(node)]
+        path = _path(node)
+        root, _, field = path.partition(".")
+        if f"var:{root}" in facts:  # a quantifier's item: a value, or a party / attachment
+            item = facts[f"var:{root}"]
+            return getattr(item, field) if field else item
+        return facts[path]
     if isinstance(node, (ast.List, ast.Tuple)):
         return [_eval(e, facts, lists) for e in node.elts]
     if isinstance(node, ast.BoolOp):
@@ -79,6 +97,8 @@ def _eval(node: ast.expr, facts: dict[str, Any], lists: Any) -> Any:
     if isinstance(node, ast.Call):
         assert isinstance(node.func, ast.Name)
         name, args = node.func.id, node.args
+        if name in ("any", "all"):
+            return _quantify(node, facts, lists)
         if name == "missing":
             return _eval(args[0], facts, lists) is None
         if name == "matches":

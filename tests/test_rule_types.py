@@ -32,6 +32,7 @@ from service.engine.facts import (
 )
 from service.engine.ruleset import RulesetError, load_ruleset
 from service.identifiers import CHINA
+from service.schemas import RelatedParty
 from service.stages.decision import Memberships
 from tests import rule_reference
 
@@ -292,7 +293,7 @@ class Expressions:
             return self.fact(BOOL)
         sub = depth - 1
         choice = self.draw(st.sampled_from(["compare", "compare", "text", "in", "logic", "not", "if", "check",
-                                            "all_in", "matches", "list"]))
+                                            "all_in", "matches", "list", "quantifier"]))
         if choice == "compare":
             kind = self.draw(st.sampled_from([NUMBER, NUMBER, DATE, DATETIME, BOOL]))
             ops = ["==", "!="] if kind == BOOL else ["==", "!=", "<", "<=", ">", ">="]
@@ -332,6 +333,8 @@ class Expressions:
             return f"all_in({self.of(LIST_STRING, sub)}, {self.fact(LIST_STRING)})"
         if choice == "matches":
             return f"matches('{self.draw(st.sampled_from(PATTERNS))}', {self.of(STRING, sub)})"
+        if choice == "quantifier":
+            return self.quantifier(sub)
         name = self.draw(st.sampled_from(sorted(LISTS)))
         single = "applicant.phone" if LISTS[name] == "phone" else "applicant.id_number"
         many = "related.phones" if LISTS[name] == "phone" else "related.id_numbers"
@@ -339,7 +342,39 @@ class Expressions:
         return self.draw(st.sampled_from([f"in_list('{name}', {single})", f"any_in_list('{name}', {many})"]))
 
 
-def value_of(kind: str) -> st.SearchStrategy:
+    def quantifier(self, depth: int) -> str:
+        over = self.draw(st.sampled_from(["related_parties", "related.phones", "product.terms"]))
+        self.read.add(over)
+        self.vars = getattr(self, "vars", 0) + 1
+        v = f"v{self.vars}"  # nested quantifiers need names of their own
+        if over == "related_parties":
+            self.read.update({"applicant.phone", "applicant.id_number", "related.phones"})
+            conditions = ["{v}.relation == 'guarantor'", "{v}.relation in ['spouse', 'partner']", "missing({v}.phone)",
+                          "{v}.phone == applicant.phone", "len({v}.name) > 1", "id_number_valid({v}.id_number)",
+                          "{v}.id_number != applicant.id_number", "in_list('black_ids', {v}.id_number)",
+                          "any_in_list('black_phones', related.phones)"]
+        elif over == "related.phones":
+            conditions = ["{v} == '13800138000'", "phone_valid({v})", "in_list('black_phones', {v})", "len({v}) > 3"]
+        else:
+            conditions = ["{v} > 6", "{v} == 12", "{v} * 2 > loan.term_months"]
+            self.read.add("loan.term_months")
+        parts = [self.draw(st.sampled_from(conditions)).format(v=v) for _ in range(self.draw(st.integers(1, 2)))]
+        if self.draw(st.booleans()):
+            parts.append(self.of(BOOL, depth))  # a condition on the application itself, inside the loop
+        op = self.draw(st.sampled_from([" and ", " or "]))
+        guard = f" if {self.draw(st.sampled_from(conditions)).format(v=v)}" if self.draw(st.booleans()) else ""
+        return f"{self.draw(st.sampled_from(['any', 'all']))}(({op.join(parts)}) for {v} in {over}{guard})"
+
+
+PARTY = st.builds(RelatedParty, relation=st.sampled_from(["spouse", "guarantor", "partner", "contact"]),
+                  name=st.sampled_from(["李", "Li Wei", "王小明"]),
+                  id_number=st.one_of(st.none(), st.sampled_from(["11010519491231002X", "440301198501015552"])),
+                  phone=st.one_of(st.none(), st.sampled_from(["13800138000", "13912345678"])))
+
+
+def value_of(kind: str, path: str = "") -> st.SearchStrategy:
+    if path == "related_parties":
+        return st.one_of(st.none(), st.lists(PARTY, max_size=3))
     numbers = st.one_of(st.integers(-10 ** 6, 10 ** 12), st.floats(-1e12, 1e12, allow_nan=False),
                         st.sampled_from([0, 0.0, 1, -1]))
     strategies = {
@@ -379,8 +414,9 @@ def test_compiled_rules_agree_with_the_reference_evaluator(data):
     compiled = compile_(text)  # well-typed: it must load
     facts = EMPTY.copy()
     for path in drawn.read:
-        facts[path] = data.draw(value_of(CATALOGUE[path]), label=path)
-    hits = frozenset((name, value) for name in LISTS for value in data.draw(st.lists(st.sampled_from(WORDS), max_size=2)))
+        facts[path] = data.draw(value_of(CATALOGUE[path], path), label=path)
+    listed = WORDS + ["11010519491231002X", "13800138000"]
+    hits = frozenset((name, value) for name in LISTS for value in data.draw(st.lists(st.sampled_from(listed), max_size=2)))
     lists = Memberships(hits)
     expected = _outcome(lambda: rule_reference.evaluate(text, facts, lists))
     got = _outcome(lambda: compiled.fn(facts, lists))
@@ -430,3 +466,84 @@ def test_docs_rules_md_holds_the_current_reference():
     embedded = text.split("<!-- reference:begin -->\n", 1)[1].split("<!-- reference:end -->", 1)[0]
     assert embedded.strip() == as_markdown().strip(), \
         "docs/RULES.md is stale: paste `loan-decision rules facts` between its reference markers"
+
+
+# --- quantifiers over list items ---------------------------------------------------------------
+
+def _parties(*parties: dict) -> dict:
+    return EMPTY | {"related_parties": [RelatedParty(**p) for p in parties], "applicant.phone": "13800138000",
+                    "related.phones": [p["phone"] for p in parties if p.get("phone")]}
+
+
+def test_a_quantifier_tests_one_partys_fields_together():
+    rule = compile_("any(p.relation == 'guarantor' and p.phone == applicant.phone for p in related_parties)")
+    mixed = _parties({"relation": "guarantor", "name": "Li", "phone": "13912345678"},
+                     {"relation": "spouse", "name": "Wang", "phone": "13800138000"})
+    assert rule.fn(mixed, None) is False  # a guarantor, and the applicant's phone, but not one party
+    same = _parties({"relation": "guarantor", "name": "Li", "phone": "13800138000"})
+    assert rule.fn(same, None) is True
+    assert rule.fn(EMPTY, None) is False  # no parties sent: no item satisfies it
+    assert compile_("all(p.relation == 'spouse' for p in related_parties)").fn(EMPTY, None) is True
+    nulls = compile_("any(p.phone != applicant.phone for p in related_parties)")
+    assert nulls.fn(_parties({"relation": "spouse", "name": "Wang"}), None) is False  # null compares false
+    assert compile_("any(x > 24 for x in product.terms if x < 48)").fn(EMPTY | {"product.terms": [12, 36]}, None)
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("any(p for p in related_parties)", "'p' is an item of related_parties: read its fields"),
+    ("any(p.age > 1 for p in related_parties)", "'p.age' is not a field of an item of related_parties"),
+    ("any(applicant.age > 1 for applicant in related_parties)", "'applicant' is taken"),
+    ("any(x > 1 for x in applicant.age)", "a quantifier ranges over a list field"),
+    ("any(p.relation == 'spuse' for p in related_parties)", "'spuse' is never a value of related_parties.relation"),
+    ("any(len(p.name) for p in related_parties)", "any() needs a true/false condition, got a number"),
+    ("any(p.relation == 'spouse' for p in related_parties for q in attachments)", "one 'for' per quantifier"),
+    ("any(related_parties)", "write any(condition for p in a list)"),
+])
+def test_quantifier_mistakes_are_load_errors(text, says):
+    with pytest.raises(ExpressionError) as exc:
+        compile_(text)
+    assert says in exc.value.message, exc.value.message
+
+
+def test_a_partys_identifiers_may_be_looked_up_on_the_lists(tmp_path):
+    """Gathering looks up every related party's ID number and phone, so a quantifier may ask
+    about one party's; the rule fires for the party that is listed, and its trace stays JSON
+    with the parties masked (a rule reading related_parties used to put the request's objects,
+    unmasked, in the trace, which then could not be stored)."""
+    import orjson
+
+    from service.decide import application_facts, decide
+    from service.schemas import DecisionRequest
+    from service.stages.decision import Memberships
+    from tests.factories import application, id_number
+
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO_ROOT / "rules", rules)
+    fraud = rules / "fraud.yaml"
+    fraud.write_text(fraud.read_text().replace("rules:\n", """rules:
+  - id: GUARANTOR_BLACKLISTED
+    description: a guarantor whose ID number is on the black list
+    when: any(p.relation == 'guarantor' and in_list('black_id_numbers', p.id_number) for p in related_parties)
+    action: decline
+    message: {zh: 担保人不符合要求。, en: The guarantor does not qualify.}
+""", 1))
+    ruleset = load_ruleset(rules)
+    guarantor, spouse = id_number("19700101"), id_number("19800101")
+    request = DecisionRequest.model_validate(application(related_parties=[
+        {"relation": "spouse", "name": "王芳", "id_number": spouse, "phone": "13700001111"},
+        {"relation": "guarantor", "name": "李强", "id_number": guarantor}]), strict=False)
+    facts = application_facts(request, ruleset)
+
+    def fired(listed: str) -> dict | None:
+        d = decide(facts.copy() | {"flags": []}, ruleset, lists=Memberships(frozenset({("black_id_numbers", listed)})))
+        fraud_stage = next(s for s in d.trace if s["stage"] == "fraud")
+        orjson.dumps(d.trace)
+        return next((r for r in fraud_stage["detail"]["rules"] if r["id"] == "GUARANTOR_BLACKLISTED"
+                     and r["result"] == "hit"), None)
+
+    assert fired(spouse) is None  # the spouse is listed, not the guarantor
+    hit = fired(guarantor)
+    assert hit is not None
+    read = hit["read"]["related_parties"]
+    assert [p["relation"] for p in read] == ["spouse", "guarantor"]
+    assert guarantor not in orjson.dumps(read).decode() and read[1]["name"] == "李*"

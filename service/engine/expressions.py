@@ -34,7 +34,7 @@ from typing import Any
 
 import re2
 
-from service.engine.facts import ANY, BOOL, DATE, DATETIME, ENUMS, NUMBER, OBJECT, STRING, item_of, list_of
+from service.engine.facts import ANY, BOOL, DATE, DATETIME, ENUMS, ITEMS, NUMBER, OBJECT, STRING, item_of, list_of
 from service.engine.functions import REGISTRY, accepts, power
 
 MAX_LENGTH = 2000
@@ -82,6 +82,9 @@ class _Compiler:
     fields: set[str] = field(default_factory=set)
     list_reads: set[tuple[str, str | None, bool]] = field(default_factory=set)
     temps: int = 0
+    # Quantifier variables in scope: name → (its name in the generated code, the list it ranges
+    # over, the type of an item).
+    scopes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -146,10 +149,40 @@ class _Compiler:
     def visit_Name(self, node: ast.Name, depth: int) -> tuple[ast.expr, str]:
         if node.id in ("true", "false"):  # YAML spelling, natural for the risk team
             return ast.Constant(node.id == "true"), BOOL
+        if node.id in self.scopes:
+            name, over, kind = self.scopes[node.id]
+            if kind == OBJECT:
+                fields = ", ".join(f"{node.id}.{f}" for f in ITEMS[over])
+                raise self.fail(node, f"'{node.id}' is an item of {over}: read its fields ({fields})")
+            return ast.Name(name, ast.Load()), kind
         return self.field_ref(node, node.id)
 
     def visit_Attribute(self, node: ast.Attribute, depth: int) -> tuple[ast.expr, str]:
-        return self.field_ref(node, self.path_of(node))
+        path = self.path_of(node)
+        root, _, rest = path.partition(".")
+        if root in self.scopes:
+            name, over, kind = self.scopes[root]
+            fields = ITEMS.get(over, {}) if kind == OBJECT else {}
+            if rest not in fields:
+                known = ", ".join(f"{root}.{f}" for f in fields) or f"{root} itself (an item of {over})"
+                raise self.fail(node, f"'{path}' is not a field of an item of {over}: read {known}")
+            return ast.Attribute(ast.Name(name, ast.Load()), rest, ast.Load()), fields[rest]
+        return self.field_ref(node, path)
+
+    def fact_path(self, node: ast.expr) -> str | None:
+        """The catalogue path a field path reads, a quantifier's item fields named after their
+        list (p.relation → related_parties.relation, x over related.phones → related.phones)."""
+        if not isinstance(node, (ast.Name, ast.Attribute)):
+            return None
+        try:
+            path = self.path_of(node)
+        except ExpressionError:
+            return None
+        root, _, rest = path.partition(".")
+        if root not in self.scopes:
+            return path
+        over = self.scopes[root][1]
+        return f"{over}.{rest}" if rest else over
 
     def path_of(self, node: ast.expr) -> str:
         parts: list[str] = []
@@ -288,22 +321,58 @@ class _Compiler:
             parts.append(ast.Compare(uses[i], [type(op)()], [right]))
         return ast.BoolOp(ast.And(), guards + parts) if len(guards + parts) > 1 else parts[0], BOOL
 
+    def quantifier(self, node: ast.Call, name: str, depth: int) -> tuple[ast.expr, str]:
+        """`any(cond for p in list)` / `all(…)`: whether one / every item satisfies ``cond``;
+        false / true for an empty or missing list. ``p`` is an item, or with a list of parties
+        or attachments, an object whose fields are read as p.field."""
+        shape = f"write {name}(condition for p in a list), e.g. {name}(p.relation == 'spouse' for p in related_parties)"
+        if len(node.args) != 1 or node.keywords or not isinstance(node.args[0], ast.GeneratorExp):
+            raise self.fail(node, shape)
+        generator = node.args[0]
+        if len(generator.generators) != 1 or generator.generators[0].is_async:
+            raise self.fail(generator, f"one 'for' per quantifier: {shape}")
+        loop = generator.generators[0]
+        if not isinstance(loop.target, ast.Name):
+            raise self.fail(loop.target, f"the variable must be a single name: {shape}")
+        var = loop.target.id
+        if var.startswith("_") or var in ("true", "false") or var in self.scopes or var in REGISTRY \
+                or any(path == var or path.startswith(var + ".") for path in self.catalogue):
+            raise self.fail(loop.target, f"'{var}' is taken: name the item something else, such as p or x")
+        iterable, kind = self.visit(loop.iter, depth)
+        item = item_of(kind)
+        over = self.fact_path(loop.iter)
+        if item is None or over is None or over not in self.catalogue:
+            raise self.fail(loop.iter, f"a quantifier ranges over a list field (such as related_parties), "
+                                       f"got {_a(kind)}")
+        self.scopes[var] = (f"_q{len(self.scopes)}_{self.temp()}", over, item)
+        try:
+            tests = []
+            for expr in [*loop.ifs, generator.elt]:
+                code, test_kind = self.visit(expr, depth)
+                if test_kind not in (BOOL, ANY):
+                    raise self.fail(expr, f"{name}() needs a true/false condition, got {_a(test_kind)}")
+                tests.append(code)
+            generated = self.scopes[var][0]
+        finally:
+            del self.scopes[var]
+        condition = ast.BoolOp(ast.And(), tests) if len(tests) > 1 else tests[0]
+        each = ast.Compare(condition, [ast.Is()], [ast.Constant(True)])  # null counts as false
+        loop_code = ast.comprehension(ast.Name(generated, ast.Store()),
+                                      ast.BoolOp(ast.Or(), [iterable, ast.Tuple([], ast.Load())]), [], 0)
+        return ast.Call(self.bind(any if name == "any" else all), [ast.GeneratorExp(each, [loop_code])], []), BOOL
+
     def check_values(self, field_node: ast.expr, text: ast.expr) -> None:
         """Text compared with a field that takes only some values, or looked for in a list of
         them, must be one of them: anything else can never be equal (a typo such as 'famer')."""
-        if not isinstance(field_node, (ast.Name, ast.Attribute)):
-            return
-        try:
-            allowed = ENUMS.get(self.path_of(field_node))
-        except ExpressionError:
-            return
+        path = self.fact_path(field_node)
+        allowed = ENUMS.get(path) if path is not None else None
         if allowed is None:
             return
         literals = text.elts if isinstance(text, (ast.List, ast.Tuple)) else [text]
         for literal in literals:
             if isinstance(literal, ast.Constant) and isinstance(literal.value, str) and literal.value not in allowed:
                 hint = _suggest(literal.value, dict.fromkeys(allowed))
-                raise self.fail(literal, f"'{literal.value}' is never a value of {self.path_of(field_node)}"
+                raise self.fail(literal, f"'{literal.value}' is never a value of {path}"
                                 + (f" (did you mean '{hint}'?)" if hint else f" ({', '.join(sorted(allowed))})"))
 
     def visit_IfExp(self, node: ast.IfExp, depth: int) -> tuple[ast.expr, str]:
@@ -320,6 +389,8 @@ class _Compiler:
         if not isinstance(node.func, ast.Name):
             raise self.fail(node, "only named functions can be called (no methods)")
         name = node.func.id
+        if name in ("any", "all"):
+            return self.quantifier(node, name, depth)
         spec = REGISTRY.get(name)
         if spec is None:
             hint = _suggest(name, REGISTRY)
@@ -376,10 +447,17 @@ class _Compiler:
         if name in ("in_list", "any_in_list"):
             method = "contains" if name == "in_list" else "contains_any"
             read = node.args[1]
-            path = self.path_of(read) if isinstance(read, (ast.Name, ast.Attribute)) else None
-            self.list_reads.add((literals[0], path, name == "any_in_list"))
+            path = self.fact_path(read)
+            # one related party's identifier (p.phone, or x over related.phones): among those gathered
+            item_read = isinstance(read, (ast.Name, ast.Attribute)) and self.path_of(read).split(".")[0] in self.scopes
+            source = _ITEM_SOURCES.get(path, path) if path is not None else None
+            self.list_reads.add((literals[0], source, name == "any_in_list" or item_read))
             return ast.Call(ast.Attribute(ast.Name("L", ast.Load()), method, ast.Load()), args, []), BOOL
         return ast.Call(self.bind(spec.fn), args, []), spec.returns
+
+
+# A related party's identifiers are among those gathering looks up on the lists.
+_ITEM_SOURCES = {"related_parties.id_number": "related.id_numbers", "related_parties.phone": "related.phones"}
 
 
 def _a(kind: str) -> str:

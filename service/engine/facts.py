@@ -101,6 +101,19 @@ def _enums(model: type[BaseModel], prefix: str = "") -> dict[str, frozenset[str]
     return out
 
 
+def _item_models(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """The request's lists of objects (related_parties, attachments) and the model of an item."""
+    out = {}
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        while get_origin(annotation) in (typing.Annotated, typing.Union, types.UnionType):
+            annotation = next(a for a in get_args(annotation) if a is not type(None))
+        if get_origin(annotation) is list and isinstance(item := get_args(annotation)[0], type) \
+                and issubclass(item, BaseModel):
+            out[name] = item
+    return out
+
+
 def _catalogue(plan: list, out: dict[str, str]) -> dict[str, str]:
     for _, path, kind in plan:
         if isinstance(kind, list):
@@ -255,6 +268,14 @@ LIST_SOURCES: dict[str, dict[str, bool]] = {  # kind → {fact path: holds a lis
 
 CATALOGUE: dict[str, str] = _catalogue(REQUEST_PLAN, {}) | DERIVED | PRODUCT | STAGE
 
+# What a quantifier's variable holds when it ranges over a list of objects: each item's fields
+# and their types (`any(p.relation == 'guarantor' and p.phone == applicant.phone for p in
+# related_parties)`), keyed as "related_parties.relation".
+_ITEM_MODELS = _item_models(DecisionRequest)
+ITEMS: dict[str, dict[str, str]] = {
+    path: {name: _type_of(field.annotation)[0] for name, field in model.model_fields.items()}
+    for path, model in _ITEM_MODELS.items()}
+
 # The only values some text facts (or the items of some lists) can take: comparing one with
 # any other text can never be true, so it is a lint error (a typo such as 'famer').
 _STATUS = {"verification.identity.status": "match mismatch not_found error skipped",
@@ -263,6 +284,7 @@ _STATUS = {"verification.identity.status": "match mismatch not_found error skipp
            "verification.business.status": "active deregistered revoked not_found error skipped"}
 ENUMS: dict[str, frozenset[str]] = (
     _enums(DecisionRequest)
+    | {f"{path}.{name}": values for path, model in _ITEM_MODELS.items() for name, values in _enums(model).items()}
     | {"related.relations": frozenset(get_args(Relation)), "attachments.types": frozenset(get_args(AttachmentType)),
        "product.required_attachments": frozenset(get_args(AttachmentType))}
     | {path: frozenset(values.split()) for path, values in _STATUS.items()})

@@ -156,6 +156,11 @@ REGISTRY: dict[str, Function] = {
     "len": Function(_len, ("string|list[*]",), NUMBER, "characters of a text, items of a list"),
     "floor_to": Function(_round, (NUMBER, NUMBER), NUMBER, "rounded down to a multiple of the second"),
     # Compiled specially (see expressions.py): they need the rule's context, not just values.
+    "any": Function(any, ("condition for p in list",), BOOL,
+                    "one item satisfies the condition (false for an empty list); p.field reads a party's "
+                    "or attachment's field"),
+    "all": Function(all, ("condition for p in list",), BOOL,
+                    "every item satisfies the condition (true for an empty list)"),
     "missing": Function(lambda value: value is None, (ANY,), BOOL, "the field is null (absent)"),
     "matches": Function(lambda pattern, text: None, (STRING, STRING), BOOL,
                         "the whole text matches the RE2 regular expression (linear time)", literal_args=(0,),
