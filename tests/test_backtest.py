@@ -41,8 +41,8 @@ def grade_d_approved(tmp_path: Path) -> Path:
     draft = tmp_path / "draft"
     shutil.copytree(REPO_ROOT / "rules", draft)
     text = (draft / "strategy.yaml").read_text()
-    text = text.replace("when: score.grade == 'D' or len(flags) >= 2", "when: len(flags) >= 2")
-    text = text.replace("when: score.grade == 'C'\n", "when: score.grade in ['C', 'D']\n")
+    text = text.replace("    - {id: grade_d, grade: D, outcome: refer, reason: BORDERLINE}\n", "")
+    text = text.replace("{id: approve_c, grade: C,", "{id: approve_c, grade: [C, D],")
     (draft / "strategy.yaml").write_text(text)
     return draft
 
@@ -136,7 +136,7 @@ def test_a_bad_input_line_is_named_and_nothing_is_written(tmp_path, change, wher
 
 def test_backtest_refuses_a_broken_ruleset(tmp_path):
     draft = grade_d_approved(tmp_path)
-    (draft / "strategy.yaml").write_text((draft / "strategy.yaml").read_text().replace("score.grade == 'E'", "score.grde == 'E'"))
+    (draft / "strategy.yaml").write_text((draft / "strategy.yaml").read_text().replace("grade: score.grade", "grade: score.grde"))
     done = cli("backtest", "--rules", "rules", "--against", str(draft), "--input", str(GERMAN),
                "--out", str(tmp_path / "out"))
     assert done.returncode == 2 and "strategy.yaml:" in done.stderr and "score.grde" in done.stderr

@@ -21,12 +21,10 @@ from service.runtime import Runtime
 from tests.factories import ADMIN, CLIENT, application
 
 MODELS = {"german_champion", "german_challenger"}
-GRADE_D_APPROVE = {
-    "id": "approve_d_small", "when": "score.grade == 'D' and len(flags) == 0", "outcome": "approve",
-    "offer": {"amount": "floor_to(0.5 * min(loan.amount, whitelist.limit, product.max_amount), 100)",
-              "limit": "floor_to(0.5 * min(whitelist.limit, product.max_amount), 100)",
-              "term_months": "loan.term_months", "rate_tier": "'T3'"},
-}
+# The trial arm's table: the main one with unflagged grade D approved at half the amount, in
+# place of the rows that refer grade D or a flagged application.
+GRADE_D_APPROVE = {"id": "approve_d_small", "grade": "D", "flags": "== 0", "outcome": "approve", "share": 0.5,
+                   "rate_tier": "'T3'"}
 
 
 def experiment_rules(tmp_path: Path, arms: dict | None = None, name: str = "grade-d-trial") -> Path:
@@ -35,7 +33,9 @@ def experiment_rules(tmp_path: Path, arms: dict | None = None, name: str = "grad
     target = tmp_path / f"rules-{name}"
     shutil.copytree(REPO_ROOT / "rules", target)
     doc = yaml.safe_load((target / "strategy.yaml").read_text())
-    table = [GRADE_D_APPROVE if row["id"] == "grade_d_or_flagged" else row for row in doc["table"]]
+    rows = [GRADE_D_APPROVE if row["id"] == "grade_d" else row for row in doc["table"]["rows"]
+            if row["id"] != "flagged"]
+    table = {**doc["table"], "rows": rows}
     doc["experiment"] = {"name": name, "arms": arms or {
         "champion": {"share": 0.8},
         "grade_d_small": {"share": 0.2, "table": table},

@@ -229,8 +229,8 @@ def test_validation_file_problems_are_reported(tmp_path, mutation, message):
 def test_strategy_needs_a_catch_all_last_row(tmp_path):
     rules = _copy_rules(tmp_path)
     path = rules / "strategy.yaml"
-    path.write_text(path.read_text().replace("    when: true\n    outcome: refer\n    reason: MANUAL_REVIEW",
-                                             "    when: score.grade == 'Z'\n    outcome: refer\n    reason: MANUAL_REVIEW"))
+    path.write_text(path.read_text().replace("{id: otherwise, outcome: refer",
+                                             "{id: otherwise, grade: Z, outcome: refer"))
     with pytest.raises(RulesetError) as exc:
         load_ruleset(rules)
     assert any("catch-all" in str(e) for e in exc.value.errors)

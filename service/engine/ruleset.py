@@ -19,6 +19,7 @@ from service.engine.expressions import Compiled, ExpressionError, compile_expres
 from service.engine.facts import BOOL, CATALOGUE, LIST_SOURCES, NUMBER, STRING
 from service.engine.messages import LANGUAGES, Message
 from service.engine.source import Located, Position, RuleError, load_yaml
+from service.engine.tables import HIT_POLICIES, RESERVED_OUTPUTS, CellError, condition, is_path
 
 RULE_FILES = ("products.yaml", "lists.yaml", "validation.yaml", "fraud.yaml", "strategy.yaml")
 LIST_KINDS = ("id_number", "phone", "device", "ip", "uscc")
@@ -28,6 +29,7 @@ CHECKS = PROVIDERS
 ERROR_POLICIES = ("refer", "decline", "ignore")
 REASON_CODE = re.compile(r"[A-Z][A-Z0-9_]{1,63}")
 ARM_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+COLUMN = re.compile(r"[a-z][a-z0-9_]{0,31}")
 MAX_ARMS = 8
 
 
@@ -111,12 +113,15 @@ class StrategyRow:
     message: Message | None
     offer: OfferSpec | None
     position: Position
+    outputs: dict[str, Compiled] = field(default_factory=dict)  # a column table's output cells
 
 
 @dataclass(frozen=True)
 class Strategy:
     rows: tuple[StrategyRow, ...]
     on_error: str
+    hit: str = "first"  # first | priority | collect (column tables)
+    outputs: tuple[str, ...] = ()  # a column table's output columns, read by its offer as table.NAME
 
 
 @dataclass(frozen=True)
@@ -191,12 +196,13 @@ class _Loader:
             return None
         return doc
 
-    def expression(self, owner: Located, key: str, expect: str, rule_id: str | None) -> Compiled | None:
+    def expression(self, owner: Located, key: str, expect: str | None, rule_id: str | None,
+                   catalogue: dict[str, str] = CATALOGUE) -> Compiled | None:
         if key not in owner:
             self.error(owner.position, f"'{key}' is required", rule_id)
             return None
         try:
-            return compile_expression(owner[key], CATALOGUE, expect)
+            return compile_expression(owner[key], catalogue, expect)
         except ExpressionError as exc:
             self.error(owner.locate(key, exc.offset), exc.message, rule_id)
             return None
@@ -432,12 +438,18 @@ class _Loader:
             return Strategy((), "refer"), _single(Strategy((), "refer"))
         self.unknown_keys(doc, {"table", "on_error", "experiment"}, None)
         on_error = self.choice(doc, "on_error", ("refer", "decline"), None, default="refer")
-        main = Strategy(self.table(doc, rule_ids), on_error)
+        main = self.table(doc, rule_ids, on_error)
         if "experiment" not in doc:
             return main, _single(main)
         return main, self.experiment(doc, main, rule_ids)
 
-    def table(self, owner: Located, rule_ids: set[str], arm: str | None = None) -> tuple[StrategyRow, ...]:
+    def table(self, owner: Located, rule_ids: set[str], on_error: str, arm: str | None = None) -> Strategy:
+        """A decision table: rows with a `when` each (first hit), or columns (see tables.py)."""
+        if isinstance(owner.get("table"), Located):
+            return self.column_table(owner["table"], rule_ids, on_error, arm)
+        return Strategy(self.row_table(owner, rule_ids, arm), on_error)
+
+    def row_table(self, owner: Located, rule_ids: set[str], arm: str | None) -> tuple[StrategyRow, ...]:
         entries = owner.get("table")
         if not isinstance(entries, list) or not entries:
             self.error(owner.at("table"), "'table' must be a non-empty list of rows", arm)
@@ -481,6 +493,113 @@ class _Loader:
                        "the last row must be a catch-all ('when: true')", last.get("id"))
         return tuple(rows)
 
+    def column_table(self, spec: Located, rule_ids: set[str], on_error: str, arm: str | None) -> Strategy:
+        """A table in columns: named inputs, rows of cells, output columns, one offer."""
+        self.unknown_keys(spec, {"hit", "inputs", "outputs", "reasons", "rows", "offer"}, arm)
+        hit = self.choice(spec, "hit", HIT_POLICIES, arm, default="first")
+        inputs: dict[str, str] = {}  # column → its expression's text
+        inputs_doc = spec.get("inputs")
+        if not isinstance(inputs_doc, Located) or not inputs_doc:
+            self.error(spec.at("inputs"), "'inputs' must name the columns: {grade: score.grade, …}", arm)
+        else:
+            for column in inputs_doc:
+                if not COLUMN.fullmatch(column) or column in RESERVED_OUTPUTS + ("id",):
+                    self.error(inputs_doc.at(column), f"'{column}': a column is lower_snake_case, not id, "
+                                                      "outcome or reason", arm)
+                elif self.expression(inputs_doc, column, None, column) is not None:
+                    inputs[column] = str(inputs_doc[column]).strip()
+        outputs_doc = spec.get("outputs", [])
+        outputs = tuple(o for o in outputs_doc if isinstance(o, str)) if isinstance(outputs_doc, list) else ()
+        for name in outputs:
+            if not COLUMN.fullmatch(name) or name in inputs or name in RESERVED_OUTPUTS + ("id",):
+                self.error(spec.at("outputs"), f"output '{name}': lower_snake_case, not an input, id, outcome "
+                                               "or reason", arm)
+        reasons_doc = spec.get("reasons", Located())
+        reasons: dict[str, Message] = {}
+        if isinstance(reasons_doc, Located):
+            for code in reasons_doc:
+                if not REASON_CODE.fullmatch(code) or code in rule_ids:
+                    self.error(reasons_doc.at(code), f"'{code}': an UPPER_SNAKE_CASE code that is no rule's id", arm)
+                reasons[code] = self.message(reasons_doc, code, code)
+        rows_doc = spec.get("rows")
+        if not isinstance(rows_doc, list) or not rows_doc:
+            self.error(spec.at("rows"), "'rows' must be a non-empty list", arm)
+            return Strategy((), on_error, hit, outputs)
+        kinds: dict[str, str] = {}  # output column → type, from its cells
+        parsed = []
+        for entry in rows_doc:
+            row = self.column_row(entry, spec, inputs, outputs, reasons, kinds)
+            if row is not None:
+                parsed.append(row)
+        offer = self.table_offer(spec, kinds, parsed, arm)
+        rows = tuple(StrategyRow(row_id, when, outcome, reason, reasons.get(reason or ""),
+                                 offer if outcome == "approve" else None, position, cells)
+                     for row_id, when, outcome, reason, position, cells in parsed)
+        if hit != "collect" and parsed and parsed[-1][1].text != "true":
+            self.error(parsed[-1][4], f"with hit policy '{hit}', the last row must be a catch-all that holds for "
+                                      "every application (every input cell '-')", parsed[-1][0])
+        return Strategy(rows, on_error, hit, outputs)
+
+    def column_row(self, entry: Any, spec: Located, inputs: dict[str, str], outputs: tuple[str, ...],
+                   reasons: dict[str, Message], kinds: dict[str, str]) -> tuple | None:
+        if not isinstance(entry, Located) or not isinstance(entry.get("id"), str) or not entry["id"]:
+            self.error(entry.position if isinstance(entry, Located) else spec.at("rows"), "each row needs an 'id'")
+            return None
+        row_id = entry["id"]
+        self.unknown_keys(entry, {"id", "outcome", "reason", *inputs, *outputs}, row_id)
+        conditions, ok = [], True
+        for column, source in inputs.items():
+            try:
+                text = condition(source, is_path(source), entry.get(column))
+                if text is not None:
+                    compile_expression(text, CATALOGUE, BOOL)
+                    conditions.append(f"({text})")
+            except (CellError, ExpressionError) as exc:
+                message = exc.message if isinstance(exc, ExpressionError) else str(exc)
+                self.error(entry.at(column), f"column '{column}': {message}", row_id)
+                ok = False
+        outcome = self.choice(entry, "outcome", OUTCOMES, row_id)
+        reason = entry.get("reason")
+        if outcome != "approve" and reason not in reasons:
+            self.error(entry.at("reason"), "a decline/refer row names a reason declared under the table's "
+                                           f"'reasons' ({', '.join(reasons) or 'none declared'})", row_id)
+            ok = False
+        cells: dict[str, Compiled] = {}
+        for name in outputs:
+            if name in entry and (compiled := self.expression(entry, name, None, row_id)) is not None:
+                if kinds.setdefault(name, compiled.type) != compiled.type and "any" not in (kinds[name], compiled.type):
+                    self.error(entry.at(name), f"output '{name}' is a {kinds[name]} in other rows, "
+                                               f"a {compiled.type} here", row_id)
+                cells[name] = compiled
+        if not ok:
+            return None
+        when = compile_expression(" and ".join(conditions) or "true", CATALOGUE, BOOL)
+        return row_id, when, outcome, reason if outcome != "approve" else None, entry.position, cells
+
+    def table_offer(self, spec: Located, kinds: dict[str, str], rows: list[tuple], arm: str | None) -> OfferSpec | None:
+        """The one offer of a column table: its expressions may read the row's outputs as
+        table.NAME; an approving row must give every output the offer reads."""
+        approving = [row for row in rows if row[2] == "approve"]
+        offer_doc = spec.get("offer")
+        if not approving:
+            return None
+        if not isinstance(offer_doc, Located):
+            self.error(spec.position, "a table with approve rows needs an 'offer'", arm)
+            return None
+        self.unknown_keys(offer_doc, {"amount", "limit", "term_months", "rate_tier"}, arm)
+        catalogue = CATALOGUE | {f"table.{name}": kind for name, kind in kinds.items()}
+        parts = [self.expression(offer_doc, key, kind, arm, catalogue) for key, kind in (
+            ("amount", NUMBER), ("limit", NUMBER), ("term_months", NUMBER), ("rate_tier", STRING))]
+        if not all(parts):
+            return None
+        read = {f.removeprefix("table.") for part in parts if part for f in part.fields if f.startswith("table.")}
+        for row_id, _, _, _, position, cells in approving:
+            if missing := sorted(read - set(cells)):
+                self.error(position, f"an approve row gives every output the offer reads: {', '.join(missing)}", row_id)
+        amount, limit, term, tier = parts
+        assert amount and limit and term and tier
+        return OfferSpec(amount, limit, term, tier)
+
     def experiment(self, doc: Located, main: Strategy, rule_ids: set[str]) -> Experiment:
         spec = doc["experiment"]
         if not isinstance(spec, Located):
@@ -504,13 +623,12 @@ class _Loader:
                 self.error(where, "an arm must be a mapping", arm_name)
                 continue
             self.unknown_keys(arm_doc, {"share", "shadow", "table", "model"}, arm_name)
-            table = self.table(arm_doc, rule_ids, arm_name) if "table" in arm_doc else main.rows
+            strategy = self.table(arm_doc, rule_ids, main.on_error, arm_name) if "table" in arm_doc else main
             model = arm_doc.get("model")
             if model is not None and (not isinstance(model, str)
                                       or (self.models is not None and model not in self.models)):
                 known = ", ".join(sorted(self.models or ())) or "none"
                 self.error(arm_doc.at("model"), f"model {model!r} is not loaded (known: {known})", arm_name)
-            strategy = Strategy(table, main.on_error)
             if arm_doc.get("shadow") is True:
                 if "share" in arm_doc:
                     self.error(arm_doc.at("share"), "a shadow arm takes no share of live traffic", arm_name)
