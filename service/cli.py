@@ -135,6 +135,14 @@ def rules_facts(args: argparse.Namespace) -> int:
     return 0
 
 
+def rules_schemas(args: argparse.Namespace) -> int:
+    from service.engine.shapes import write_schemas
+
+    for path in write_schemas(Path(args.directory) / "schema"):
+        print(path)
+    return 0
+
+
 def rules_test(args: argparse.Namespace) -> int:
     from service.ruletests import run_rule_tests
 
@@ -511,6 +519,11 @@ def main(argv: list[str] | None = None) -> int:
                          "or JSON for editors)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=rules_facts)
+
+    p = rules.add_parser("schemas", help="write the JSON Schemas of the rule files (DIR/schema/) from their "
+                         "shapes, for editors")
+    p.add_argument("directory", nargs="?", default="rules")
+    p.set_defaults(func=rules_schemas)
 
     p = rules.add_parser("publish", help="lint and test DIR, then make it the ruleset of every replica "
                          "(PostgreSQL)")

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from service.decide import application_facts, decide
 from service.engine.facts import CATALOGUE, list_candidates
 from service.engine.ruleset import Ruleset, RulesetError, display_path, load_ruleset
+from service.engine.shapes import FixturesFile, TestsFile, shape_errors
 from service.engine.source import Located, Position, RuleError, load_yaml
 from service.schemas import DecisionRequest
 from service.stages.decision import Decision, Memberships
@@ -147,7 +148,7 @@ def run_rule_tests(ruleset: Ruleset, directory: Path | None = None) -> Report:
     directory = Path(directory or ruleset.directory) / "tests"
     report = Report()
     fixtures_doc, errors = load_yaml(directory / "fixtures.yaml", display_path(directory / "fixtures.yaml"))
-    report.errors += errors
+    report.errors += errors or shape_errors(fixtures_doc, FixturesFile, display_path(directory / "fixtures.yaml"))
     fixtures = fixtures_doc.get("fixtures") if isinstance(fixtures_doc, dict) else None
     if not isinstance(fixtures, dict):
         if not errors:
@@ -173,6 +174,8 @@ def run_rule_tests(ruleset: Ruleset, directory: Path | None = None) -> Report:
             else:
                 report.results.append(result)
                 covered |= covered_ids(case.get("expect") or {}, case.get("arm"))
+        if doc is not None and not any(e.position.file == display_path(path) for e in report.errors):
+            report.errors += shape_errors(doc, TestsFile, display_path(path))  # what no message above saw
     report.uncovered = [i for i in rows_to_cover(ruleset) if i not in covered]
     return report
 

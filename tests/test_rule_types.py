@@ -547,3 +547,124 @@ def test_a_partys_identifiers_may_be_looked_up_on_the_lists(tmp_path):
     read = hit["read"]["related_parties"]
     assert [p["relation"] for p in read] == ["spouse", "guarantor"]
     assert guarantor not in orjson.dumps(read).decode() and read[1]["name"] == "李*"
+
+
+# --- one source of truth for the files' shape -----------------------------------------------------
+
+def test_the_json_schemas_are_generated_from_the_shapes_the_loader_validates(tmp_path, capsys):
+    import json
+
+    from service.cli import main
+    from service.engine.shapes import SHAPES, json_schema
+
+    for name in SHAPES:
+        committed = json.loads((REPO_ROOT / "rules" / "schema" / f"{name}.schema.json").read_text())
+        assert committed == json_schema(name), f"rules/schema/{name}.schema.json is stale: loan-decision rules schemas"
+    assert main(["rules", "schemas", str(tmp_path)]) == 0
+    assert sorted(p.name for p in (tmp_path / "schema").iterdir()) == sorted(f"{n}.schema.json" for n in SHAPES)
+
+
+@pytest.mark.parametrize(("file", "old", "new", "schema"), [
+    ("fraud.yaml", "  - id: FRAUD_EMULATOR", "  - id: _FRAUD_EMULATOR", "rules"),  # the loader took it once
+    ("fraud.yaml", "  - id: FRAUD_EMULATOR", "  - id: FRAUD EMULATOR", "rules"),
+    ("fraud.yaml", "action: decline", "action: block", "rules"),
+    ("lists.yaml", "  black_phones:", "  Black_Phones:", "lists"),
+    ("lists.yaml", "kind: phone", "kind: mobile", "lists"),
+    ("products.yaml", "    name:", "    nmae:", "products"),
+    ("strategy.yaml", "hit: first", "hit: all", "strategy"),
+    ("strategy.yaml", "{id: grade_e, grade: E,", "{id: grade_e, grade: {x: 1},", "strategy"),
+    ("strategy.yaml", "reason: SCORE_TOO_LOW}", "reason: SCORE TOO LOW}", "strategy"),
+    ("derived.yaml", "  instalment_share:", "  Instalment_Share:", "derived"),
+])
+def test_the_loader_refuses_whatever_the_schema_refuses(tmp_path, file, old, new, schema):
+    """The shape is defined once (service/engine/shapes.py): a file an editor's schema marks wrong
+    never loads, such as a rule id `_FRAUD_EMULATOR` or a reason `SCORE TOO LOW`."""
+    import json
+
+    import jsonschema
+    import yaml
+
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO_ROOT / "rules", rules)
+    path = rules / file
+    assert old in path.read_text()
+    path.write_text(path.read_text().replace(old, new, 1))
+    document = json.loads(json.dumps(yaml.safe_load(path.read_text()), default=str))
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(document, json.loads((REPO_ROOT / "rules" / "schema" / f"{schema}.schema.json").read_text()))
+    with pytest.raises(RulesetError) as exc:
+        load_ruleset(rules)
+    assert any(f"{file}:" in str(e) for e in exc.value.errors), exc.value.errors
+
+
+def test_a_row_reason_with_a_space_was_accepted_and_no_longer_is(tmp_path):
+    """`NOT PRE-APPROVED` passed the loader's `isupper()` in a row table; the schema refused it."""
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO_ROOT / "rules", rules)
+    rows = (REPO_ROOT / "tests" / "strategy-rows.yaml").read_text()
+    (rules / "strategy.yaml").write_text(rows.replace("reason: NOT_PREAPPROVED", "reason: NOT PRE-APPROVED"))
+    with pytest.raises(RulesetError) as exc:
+        load_ruleset(rules)
+    assert any("UPPER_SNAKE_CASE" in e.message for e in exc.value.errors), exc.value.errors
+
+
+# --- named expressions (rules/derived.yaml) ------------------------------------------------------
+
+DERIVED = """  income_months:
+    description: how many months of income the loan is
+    expression: loan.amount / applicant.monthly_income if applicant.monthly_income > 0 else None
+  heavy: derived.income_months > 6
+  guarantor_is_applicant: >-
+    any(p.relation == 'guarantor' and p.phone == applicant.phone for p in related_parties)
+"""
+USES = """  - id: HEAVY_LOAN
+    description: over six months of income, or a guarantee in name only
+    when: derived.heavy or derived.guarantor_is_applicant
+    action: refer
+    message: {zh: 人工审核, en: review}
+"""
+
+
+def _with_derived(tmp_path: Path, derived: str = DERIVED, uses: str = USES) -> Path:
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO_ROOT / "rules", rules)
+    (rules / "derived.yaml").write_text((REPO_ROOT / "rules" / "derived.yaml").read_text() + derived)
+    fraud = rules / "fraud.yaml"
+    fraud.write_text(fraud.read_text().replace("rules:\n", "rules:\n" + uses, 1))
+    return rules
+
+
+def test_named_expressions_are_typed_facts_rules_read(tmp_path):
+    from service.decide import application_facts, decide
+    from service.schemas import DecisionRequest
+    from tests.factories import application
+
+    ruleset = load_ruleset(_with_derived(tmp_path))
+    assert ruleset.derived["heavy"] == "derived.income_months > 6"
+
+    def heavy(**patch) -> dict | None:
+        request = DecisionRequest.model_validate(application(**patch), strict=False)
+        d = decide(application_facts(request, ruleset), ruleset)
+        fraud = next(s for s in d.trace if s["stage"] == "fraud")["detail"]["rules"]
+        return next((r for r in fraud if r["id"] == "HEAVY_LOAN" and r["result"] == "hit"), None)
+
+    hit = heavy(applicant={"monthly_income": 1000}, loan={"amount": 9000})
+    assert hit is not None and hit["read"]["loan.amount"] == 9000  # the trace shows what it was made of
+    assert heavy(applicant={"monthly_income": 5000}, loan={"amount": 9000}) is None
+    assert heavy(applicant={"monthly_income": 0}, loan={"amount": 9000}) is None  # null: not heavy
+    assert heavy(applicant={"monthly_income": 5000, "phone": "13912345678"}, loan={"amount": 9000},
+                 related_parties=[{"relation": "guarantor", "name": "Li", "phone": "13912345678"}]) is not None
+
+
+@pytest.mark.parametrize(("derived", "uses", "says"), [
+    (DERIVED, USES.replace("derived.heavy or", "derived.income_months or"), "'and'/'or' need true/false operands"),
+    (DERIVED.replace("heavy: derived.income_months > 6", "heavy: derived.later > 6\n  later: 1"), USES,
+     "unknown field 'derived.later'"),  # each reads only the ones above it
+    (DERIVED.replace("heavy: derived.income_months > 6", "heavy: None"), USES, "always null"),
+    (DERIVED.replace("  heavy:", "  Heavy:"), USES, "lower_snake_case"),
+    (DERIVED.replace("> 6", "> '6'"), USES, "cannot compare a number with a string"),
+])
+def test_named_expression_mistakes_are_lint_errors(tmp_path, derived, uses, says):
+    with pytest.raises(RulesetError) as exc:
+        load_ruleset(_with_derived(tmp_path, derived, uses))
+    assert any(says in e.message for e in exc.value.errors), exc.value.errors

@@ -261,7 +261,8 @@ def test_a_rule_that_fails_at_run_time_is_an_error_and_refers(tmp_path):
 
 
 @pytest.mark.parametrize(("yaml_file", "schema"), [
-    ("products.yaml", "products"), ("lists.yaml", "lists"), ("validation.yaml", "rules"), ("fraud.yaml", "rules"),
+    ("products.yaml", "products"), ("lists.yaml", "lists"), ("derived.yaml", "derived"), ("validation.yaml", "rules"),
+    ("fraud.yaml", "rules"),
     ("strategy.yaml", "strategy"), ("tests/fixtures.yaml", "fixtures"), ("tests/validation.yaml", "tests"),
     ("tests/fraud.yaml", "tests"), ("tests/strategy.yaml", "tests"),
 ])

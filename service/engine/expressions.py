@@ -85,6 +85,8 @@ class _Compiler:
     # Quantifier variables in scope: name → (its name in the generated code, the list it ranges
     # over, the type of an item).
     scopes: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    # Named expressions (rules/derived.yaml): fact path → its parsed text, expanded where read.
+    named: dict[str, ast.expr] = field(default_factory=dict)
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -197,6 +199,12 @@ class _Compiler:
     def field_ref(self, node: ast.AST, path: str) -> tuple[ast.expr, str]:
         if any(part.startswith("_") for part in path.split(".")):
             raise self.fail(node, f"'{path}': names starting with '_' are not allowed")
+        if path in self.named:  # a named expression: its own text, read where it is used
+            scopes, self.scopes = self.scopes, {}
+            try:
+                return self.visit(self.named[path])
+            finally:
+                self.scopes = scopes
         kind = self.catalogue.get(path)
         if kind is None:
             hint = _suggest(path, self.catalogue)
@@ -536,8 +544,10 @@ def _slip(source: str) -> tuple[str, int] | None:
     return message, offset
 
 
-def compile_expression(text: Any, catalogue: dict[str, str], expect: str | None = None) -> Compiled:
-    """Compile one expression or raise ExpressionError with its line/column in ``text``."""
+def compile_expression(text: Any, catalogue: dict[str, str], expect: str | None = None,
+                       named: dict[str, ast.expr] | None = None) -> Compiled:
+    """Compile one expression or raise ExpressionError with its line/column in ``text``.
+    ``named``: the named expressions it may read (their paths are in ``catalogue`` too)."""
     if isinstance(text, bool) or isinstance(text, (int, float)):
         text = repr(text)
     if not isinstance(text, str) or not text.strip():
@@ -545,7 +555,7 @@ def compile_expression(text: Any, catalogue: dict[str, str], expect: str | None 
     if len(text) > MAX_LENGTH:
         raise ExpressionError(f"expression longer than {MAX_LENGTH} characters")
     try:
-        return _compile(text, catalogue, expect)
+        return _compile(text, catalogue, expect, named or {})
     except ExpressionError as exc:
         raise _at_text(exc, text) from None
 
@@ -566,7 +576,13 @@ def _at_text(exc: ExpressionError, text: str) -> ExpressionError:
     return exc
 
 
-def _compile(text: str, catalogue: dict[str, str], expect: str | None) -> Compiled:
+def parse(text: str) -> ast.expr:
+    """The syntax tree of a compiled expression's text (for a named expression's uses)."""
+    source = text.strip()
+    return ast.parse(source if "\n" not in source else f"({source}\n)", mode="eval").body
+
+
+def _compile(text: str, catalogue: dict[str, str], expect: str | None, named: dict[str, ast.expr]) -> Compiled:
     source = text.strip()
     multiline = "\n" in source
     parsed = source if not multiline else f"({source}\n)"
@@ -585,7 +601,7 @@ def _compile(text: str, catalogue: dict[str, str], expect: str | None) -> Compil
         raise ExpressionError(f"syntax error: {exc.msg}", exc.lineno or 1, exc.offset or 1) from None
     except (ValueError, RecursionError, MemoryError) as exc:
         raise ExpressionError(f"cannot parse: {type(exc).__name__}") from None
-    compiler = _Compiler(catalogue, parsed.split("\n"))
+    compiler = _Compiler(catalogue, parsed.split("\n"), named=named)
     try:
         body, kind = compiler.visit(tree.body)
     except RecursionError:

@@ -15,21 +15,21 @@ from typing import Any
 
 from service.config import PROVIDERS
 from service.engine.experiment import CHAMPION, Arm, Experiment
-from service.engine.expressions import Compiled, ExpressionError, compile_expression
+from service.engine.expressions import Compiled, ExpressionError, compile_expression, parse
 from service.engine.facts import BOOL, CATALOGUE, LIST_SOURCES, NUMBER, STRING
 from service.engine.messages import LANGUAGES, Message
+from service.engine.shapes import FILE_SHAPES, LIST_KINDS, NAME, SHAPES, shape_errors
+from service.engine.shapes import REASON_CODE as REASON_PATTERN
 from service.engine.source import Located, Position, RuleError, load_yaml
 from service.engine.tables import HIT_POLICIES, RESERVED_OUTPUTS, CellError, condition, is_path
 
-RULE_FILES = ("products.yaml", "lists.yaml", "validation.yaml", "fraud.yaml", "strategy.yaml")
-LIST_KINDS = ("id_number", "phone", "device", "ip", "uscc")
+RULE_FILES = ("products.yaml", "lists.yaml", "derived.yaml", "validation.yaml", "fraud.yaml", "strategy.yaml")
 ACTIONS = ("decline", "refer", "flag")
 OUTCOMES = ("approve", "decline", "refer")
 CHECKS = PROVIDERS
 ERROR_POLICIES = ("refer", "decline", "ignore")
-REASON_CODE = re.compile(r"[A-Z][A-Z0-9_]{1,63}")
-ARM_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
-COLUMN = re.compile(r"[a-z][a-z0-9_]{0,31}")
+REASON_CODE = re.compile(REASON_PATTERN)
+ARM_NAME = COLUMN = re.compile(NAME)
 MAX_ARMS = 8
 
 
@@ -143,6 +143,7 @@ class Ruleset:
     experiment: Experiment
     # The reason codes a reviewer may give, by outcome (approve | decline): code → message.
     review_reasons: dict[str, dict[str, Message]] = field(default_factory=dict)
+    derived: dict[str, str] = field(default_factory=dict)  # derived.yaml: name → expression
 
     @property
     def list_kinds(self) -> dict[str, str]:
@@ -181,6 +182,10 @@ class _Loader:
         self.models = models  # the model names that exist; None: not checked
         self.errors: list[RuleError] = []
         self.products_doc: Located | None = None
+        # What expressions may read: the catalogue, and the named expressions of derived.yaml.
+        self.catalogue: dict[str, str] = CATALOGUE
+        self.named: dict[str, Any] = {}
+        self.shape: list[RuleError] = []  # what the files break of their shapes (shapes.py)
 
     def error(self, position: Position, message: str, rule_id: str | None = None) -> None:
         self.errors.append(RuleError(position, message, rule_id))
@@ -189,6 +194,8 @@ class _Loader:
         path = self.directory / name
         doc, errors = load_yaml(path, display_path(path))
         self.errors.extend(errors)
+        if doc is not None:
+            self.shape += shape_errors(doc, SHAPES[FILE_SHAPES[name]][0], display_path(path))
         if doc is None and not errors:
             self.error(Position(str(path), 1, 1), "the file is empty")
         elif doc is not None and not isinstance(doc, Located):
@@ -197,12 +204,12 @@ class _Loader:
         return doc
 
     def expression(self, owner: Located, key: str, expect: str | None, rule_id: str | None,
-                   catalogue: dict[str, str] = CATALOGUE) -> Compiled | None:
+                   catalogue: dict[str, str] | None = None) -> Compiled | None:
         if key not in owner:
             self.error(owner.position, f"'{key}' is required", rule_id)
             return None
         try:
-            return compile_expression(owner[key], catalogue, expect)
+            return compile_expression(owner[key], catalogue or self.catalogue, expect, self.named)
         except ExpressionError as exc:
             self.error(owner.locate(key, exc.offset), exc.message, rule_id)
             return None
@@ -246,6 +253,47 @@ class _Loader:
             self.error(owner.at(key), f"'{key}' must be one of {', '.join(options)}", rule_id)
             return options[0]
         return value
+
+    def add_shape_errors(self) -> None:
+        """The files' shape problems that no friendlier message above already points at."""
+        reported = {(e.position.file, e.position.line) for e in self.errors}
+        self.errors += [e for e in self.shape if (e.position.file, e.position.line) not in reported]
+
+    # --- named expressions ------------------------------------------------------------------
+
+    def derived(self) -> dict[str, str]:
+        """derived.yaml (optional): facts named once and read as derived.NAME by rules and
+        tables; each may read the ones above it. Returns name → expression text."""
+        if not (self.directory / "derived.yaml").exists():
+            return {}
+        doc = self.document("derived.yaml")
+        if doc is None:
+            return {}
+        self.unknown_keys(doc, {"derived"}, None)
+        entries = doc.get("derived")
+        if not isinstance(entries, Located):
+            self.error(doc.at("derived"), "'derived' must map names to expressions: {dti: loan.instalment / …}")
+            return {}
+        texts: dict[str, str] = {}
+        for name, entry in entries.items():
+            owner, key = entries, name
+            if isinstance(entry, Located):  # {expression: …, description: …}
+                self.unknown_keys(entry, {"expression", "description"}, name)
+                owner, key = entry, "expression"
+            if not COLUMN.fullmatch(name):
+                self.error(entries.at(name), "a derived fact's name is lower_snake_case, at most 32 characters", name)
+                continue
+            compiled = self.expression(owner, key, None, name)
+            if compiled is None:
+                continue
+            if compiled.type == "any":
+                self.error(entries.at(name), "a derived fact needs a type: this expression is always null", name)
+                continue
+            path = f"derived.{name}"
+            self.catalogue = self.catalogue | {path: compiled.type}
+            self.named = self.named | {path: parse(compiled.text)}
+            texts[name] = compiled.text
+        return texts
 
     # --- products ---------------------------------------------------------------------------
 
@@ -415,7 +463,7 @@ class _Loader:
                 self.error(doc.at("rules"), "each rule must be a mapping")
                 continue
             rule_id = entry.get("id")
-            if not isinstance(rule_id, str) or not rule_id.isidentifier() or not rule_id.isupper():
+            if not isinstance(rule_id, str) or not REASON_CODE.fullmatch(rule_id):
                 self.error(entry.at("id"), "'id' must be an UPPER_SNAKE_CASE reason code", str(rule_id))
                 continue
             if rule_id in seen:
@@ -480,7 +528,7 @@ class _Loader:
                              if amount and limit and term and tier else None)
             else:
                 reason = entry.get("reason")
-                if not isinstance(reason, str) or not reason.isupper():
+                if not isinstance(reason, str) or not REASON_CODE.fullmatch(reason):
                     self.error(entry.at("reason"), "a decline/refer row needs an UPPER_SNAKE_CASE 'reason'", row_id)
                 elif reason in rule_ids:
                     self.error(entry.at("reason"), f"reason '{reason}' is already a rule id", row_id)
@@ -552,7 +600,7 @@ class _Loader:
             try:
                 text = condition(source, is_path(source), entry.get(column))
                 if text is not None:
-                    compile_expression(text, CATALOGUE, BOOL)
+                    compile_expression(text, self.catalogue, BOOL, self.named)
                     conditions.append(f"({text})")
             except (CellError, ExpressionError) as exc:
                 message = exc.message if isinstance(exc, ExpressionError) else str(exc)
@@ -573,7 +621,7 @@ class _Loader:
                 cells[name] = compiled
         if not ok:
             return None
-        when = compile_expression(" and ".join(conditions) or "true", CATALOGUE, BOOL)
+        when = compile_expression(" and ".join(conditions) or "true", self.catalogue, BOOL, self.named)
         return row_id, when, outcome, reason if outcome != "approve" else None, entry.position, cells
 
     def table_offer(self, spec: Located, kinds: dict[str, str], rows: list[tuple], arm: str | None) -> OfferSpec | None:
@@ -587,7 +635,7 @@ class _Loader:
             self.error(spec.position, "a table with approve rows needs an 'offer'", arm)
             return None
         self.unknown_keys(offer_doc, {"amount", "limit", "term_months", "rate_tier"}, arm)
-        catalogue = CATALOGUE | {f"table.{name}": kind for name, kind in kinds.items()}
+        catalogue = self.catalogue | {f"table.{name}": kind for name, kind in kinds.items()}
         parts = [self.expression(offer_doc, key, kind, arm, catalogue) for key, kind in (
             ("amount", NUMBER), ("limit", NUMBER), ("term_months", NUMBER), ("rate_tier", STRING))]
         if not all(parts):
@@ -656,6 +704,7 @@ def load_ruleset(directory: Path, models: set[str] | None = None) -> Ruleset:
     With ``models``, a product that routes a segment to a model not in it is an error too."""
     directory = Path(directory)
     loader = _Loader(directory, models)
+    derived = loader.derived()
     products = loader.products()
     lists = loader.lists()
     validation = loader.rules("validation.yaml", "validation")
@@ -673,10 +722,9 @@ def load_ruleset(directory: Path, models: set[str] | None = None) -> Ruleset:
         if rule.when.list_reads:  # gathering screens validation before the lists are looked up
             loader.error(rule.position, "validation rules check the application's own fields; "
                                         "read lists in fraud rules", rule.id)
-    if loader.errors:
-        raise RulesetError(loader.errors)
-    review_reasons = loader.review_reasons()
+    review_reasons = loader.review_reasons() if not loader.errors else {}
+    loader.add_shape_errors()
     if loader.errors:
         raise RulesetError(loader.errors)
     return Ruleset(version_of(directory), directory, products, lists, validation, fraud, strategy, experiment,
-                   review_reasons)
+                   review_reasons, derived)
