@@ -43,7 +43,7 @@ from service.engine.ruleset import OUTCOMES, Ruleset
 from service.schemas import DecisionRequest
 from service.scoring.model import OnnxModel
 from service.stages.decision import NO_LISTS, Decision, ListLookup, Memberships
-from service.store.lists import MemoryLists
+from service.store.lists import EntryError, MemoryLists
 
 CHUNK = 4096
 _TYPES: dict[str, Any] = {BOOL: bool, NUMBER: float, STRING: str, DATE: dt.date}
@@ -70,7 +70,7 @@ class PastApplication(DecisionRequest):
             for entry in entries:
                 if "/" in entry:
                     try:
-                        ipaddress.ip_network(entry, strict=False)
+                        ipaddress.ip_network(entry, strict=True)  # as the list stores take them
                     except ValueError:
                         raise ValueError(f"{name}: {entry!r} is not an IP range") from None
         return value
@@ -203,7 +203,11 @@ class Evaluator:
         if not app.lists:
             return NO_LISTS
         kinds = self.ruleset.list_kinds
-        return Memberships(MemoryLists(kinds, app.lists).memberships(list_candidates(facts, kinds)))
+        try:
+            entries = MemoryLists(kinds, app.lists)
+        except (EntryError, KeyError) as exc:  # what no list store would have held
+            raise ValueError(f"application {app.application_id}: lists: {exc}") from None
+        return Memberships(entries.memberships(list_candidates(facts, kinds)))
 
 
 @dataclass

@@ -384,7 +384,8 @@ def backtest(args: argparse.Namespace) -> int:
             report, errors = run(f"the decision store, {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC",
                                  evaluators, lines=from_store(source, since, until))
     except ValueError as exc:
-        print(f"backtest: {exc} (use 2026-11-16, 2026-11-16T08:00 or an ISO time with offset)", file=sys.stderr)
+        hint = "" if args.input else " (use 2026-11-16, 2026-11-16T08:00 or an ISO time with offset)"
+        print(f"backtest: {exc}{hint}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"{args.input or 'decision store'}: {exc}", file=sys.stderr)

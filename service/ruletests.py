@@ -27,7 +27,7 @@ from service.engine.shapes import FixturesFile, TestsFile, shape_errors
 from service.engine.source import Located, Position, RuleError, load_yaml
 from service.schemas import DecisionRequest
 from service.stages.decision import Decision, Memberships
-from service.store.lists import MemoryLists
+from service.store.lists import EntryError, MemoryLists
 
 CASE_KEYS = {"name", "base", "application", "facts", "lists", "expect", "arm"}
 EXPECT_KEYS = {"outcome", "reasons", "not_reasons", "flags", "strategy_row", "offer"}
@@ -212,7 +212,12 @@ def _run_case(case: Any, fixtures: dict, ruleset: Ruleset, path: Path) -> CaseRe
             names = [a.name for a in ruleset.experiment.live + ruleset.experiment.shadows]
             return RuleError(case.at("arm"), f"no arm {case['arm']!r} (arms: {', '.join(names)})", name)
     facts = application_facts(request, ruleset) | facts
-    entries = MemoryLists(ruleset.list_kinds, lists)
+    try:
+        entries = MemoryLists(ruleset.list_kinds, lists)
+    except KeyError as exc:
+        return RuleError(case.at("lists"), f"lists: {exc.args[0]!r} is not declared in lists.yaml", name)
+    except EntryError as exc:  # an entry no list store would take
+        return RuleError(case.at("lists"), f"lists: {exc}", name)
     d = decide(facts, ruleset, arm, lists=Memberships(entries.memberships(list_candidates(facts, ruleset.list_kinds))))
     return CaseResult(name, case.position, check(d, expect))
 

@@ -147,6 +147,20 @@ def test_rule_tests_and_backtests_match_list_entries_as_the_store_does(lists):
     assert memory.memberships(asked) == lists.memberships(asked) == expected
 
 
+@pytest.mark.parametrize(("name", "entry"), [
+    ("phones", "12345"), ("ids", "110105199003071238"), ("ips", "203.0.113.7/24"), ("usccs", "9111")])
+def test_lists_in_memory_refuse_what_the_store_refuses(lists, name, entry):
+    """The rule tests' and backtests' lists are parsed by the store's own rule, so an entry no
+    store would hold (a short phone, a bad check digit, a block with host bits) cannot match
+    there either: it is an error, as it is for the store."""
+    with pytest.raises(EntryError):
+        add(lists, name, entry)
+    with pytest.raises(EntryError):
+        MemoryLists(lists.kinds, {name: [entry]})
+    with pytest.raises(KeyError):
+        MemoryLists(lists.kinds, {"undeclared": ["13912345678"]})
+
+
 async def test_admin_api_adds_audits_and_the_rules_decline(client):
     number = "110105199003071239"  # the factory applicant
     body = {"values": [number], "actor": "Wang Fang", "reason": "fraud case 2026-114"}

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.identifiers import id_number_valid, normalise, phone_valid, uscc_valid
+from service.identifiers import id_number_valid, phone_valid, uscc_valid
 from service.logs import mask_id_number, mask_phone, mask_text
 from service.store.keys import KeyedHash
 from service.store.sqlite import connect
@@ -136,13 +137,34 @@ SQLITE_STATEMENTS = Statements(
     "INSERT INTO audit (list, action, entry, actor, key_id, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?)")
 
 
+# --- matching: one rule for every list store (SQLite, PostgreSQL, the rule tests' and the
+# backtest's lists in memory): an entry is parsed by parse_entry and kept as its keyed hash, or
+# for an ip list as a 16-byte range; an application's identifier is looked up by probe().
+
+def entry_range(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> tuple[bytes, bytes]:
+    return _ip16(network.network_address), _ip16(network.broadcast_address)
+
+
+def probe(kind: str, value: Any, keyed: KeyedHash) -> bytes | None:
+    """What an application's identifier is looked up by: for an ip list the 16-byte address
+    (inside an entry's range), else its keyed hash (equal to an entry's); None: nothing matches."""
+    if value is None:
+        return None
+    if kind != "ip":
+        return keyed(kind, str(value))
+    try:
+        return _ip16(ipaddress.ip_address(str(value)))
+    except ValueError:
+        return None
+
+
 def apply_change(conn: Any, sql: Statements, keyed: KeyedHash, kind: str, change: Change, value: Any,
                  now: Any) -> int:
     """Add or remove one parsed entry inside the caller's transaction, with its audit row if it
     changed anything; returns 1 or 0. ``conn``: an SQLite or a psycopg connection."""
     if kind == "ip":
         shown = str(value)
-        lo, hi = _ip16(value.network_address), _ip16(value.broadcast_address)
+        lo, hi = entry_range(value)
         cursor = (conn.execute(sql.add_range, (change.list, lo, hi, shown, now)) if change.action == "add"
                   else conn.execute(sql.remove_range, (change.list, lo, hi)))
     else:
@@ -163,31 +185,30 @@ def memberships(lists: Any, candidates: dict[str, list[str]]) -> frozenset[tuple
 
 
 class MemoryLists:
-    """Lists held in memory — the entries a rule test or a backtest line gives — matched as the
-    SQLite store matches: identifiers normalised the same way, IP entries as networks."""
+    """Lists held in memory — the entries a rule test or a backtest line gives — parsed, keyed
+    and matched exactly as the stores do (the functions above); EntryError for an entry a store
+    would refuse, KeyError for an undeclared list."""
 
     def __init__(self, kinds: dict[str, str], entries: dict[str, list[str]]) -> None:
         self.kinds = kinds
-        self._values: dict[str, set[str]] = {}
-        self._networks: dict[str, list[ipaddress.IPv4Network | ipaddress.IPv6Network]] = {}
+        self.keyed = KeyedHash(secrets.token_hex(16))  # never leaves this object
+        self._keys: dict[str, set[bytes]] = {}
+        self._ranges: dict[str, list[tuple[bytes, bytes]]] = {}
         for name, raw in entries.items():
-            kind = kinds.get(name)
+            kind, parsed = validate_entries(kinds, name, raw)
             if kind == "ip":
-                self._networks[name] = [ipaddress.ip_network(str(v).strip(), strict=False) for v in raw]
-            elif kind is not None:
-                self._values[name] = {normalise(kind, str(v)) for v in raw}
+                self._ranges[name] = [entry_range(network) for network in parsed]
+            else:
+                self._keys[name] = {self.keyed(kind, value) for value in parsed}
 
     def contains(self, name: str, value: Any) -> bool:
         kind = self.kinds.get(name)
-        if kind is None or value is None:
+        point = probe(kind, value, self.keyed) if kind is not None else None
+        if point is None:
             return False
         if kind != "ip":
-            return normalise(kind, str(value)) in self._values.get(name, ())
-        try:
-            address = ipaddress.ip_address(str(value))
-        except ValueError:
-            return False
-        return any(address in network for network in self._networks.get(name, ()))
+            return point in self._keys.get(name, ())
+        return any(lo <= point <= hi for lo, hi in self._ranges.get(name, ()))
 
     def memberships(self, candidates: dict[str, list[str]]) -> frozenset[tuple[str, str]]:
         return memberships(self, candidates)
@@ -242,16 +263,14 @@ class SqliteLists:
             self._refresh_filled()
         if name not in self._filled:
             return False
+        point = probe(kind, value, self.keyed)
+        if point is None:
+            return False
         if kind == "ip":
-            try:
-                point = _ip16(ipaddress.ip_address(str(value)))
-            except ValueError:
-                return False
             row = self._conn.execute("SELECT 1 FROM ip_ranges WHERE list = ? AND lo <= ? AND hi >= ? LIMIT 1",
                                      (name, point, point)).fetchone()
         else:
-            row = self._conn.execute("SELECT 1 FROM entries WHERE list = ? AND key = ?",
-                                     (name, self.keyed(kind, str(value)))).fetchone()
+            row = self._conn.execute("SELECT 1 FROM entries WHERE list = ? AND key = ?", (name, point)).fetchone()
         return row is not None
 
     def memberships(self, candidates: dict[str, list[str]]) -> frozenset[tuple[str, str]]:

@@ -5,13 +5,12 @@ declared lists. A batch of applications' memberships is one query."""
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from typing import Any
 
 import psycopg
 
 from service.store.keys import KeyedHash
-from service.store.lists import Change, Statements, _ip16, apply_change, validate_entries
+from service.store.lists import Change, Statements, apply_change, probe, validate_entries
 from service.store.postgres import Database
 
 MEMBERSHIPS = """
@@ -62,19 +61,16 @@ class PostgresLists:
             for name, values in candidates.items():
                 kind = self.kinds.get(name)
                 for value in values:
-                    if kind is None or value is None:
+                    point = probe(kind, value, self.keyed) if kind is not None else None
+                    if point is None:
                         continue
                     if kind == "ip":
-                        try:
-                            point = _ip16(ipaddress.ip_address(str(value)))
-                        except ValueError:
-                            continue
                         params["ip_lists"].append(name)
                         params["points"].append(point)
                         params["ip_idx"].append(len(asked))
                     else:
                         params["lists"].append(name)
-                        params["keys"].append(self.keyed(kind, str(value)))
+                        params["keys"].append(point)
                         params["idx"].append(len(asked))
                     asked.append((application, name, value))
         found: list[set[tuple[str, str]]] = [set() for _ in batch]
