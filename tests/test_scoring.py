@@ -298,3 +298,29 @@ def test_quality_measures_on_known_cases():
     by_grade = {row["grade"]: row for row in table}
     assert by_grade["A"]["share"] == 0.5 and by_grade["A"]["bad_rate"] == 0.0
     assert by_grade["E"]["bad_rate"] == 1.0 and by_grade["C"]["bad_rate"] is None
+
+
+def test_a_model_names_its_own_derived_inputs_frozen_with_its_version(tmp_path):
+    """A features.yaml may name expressions (as rules/derived.yaml does) and read them as
+    derived.NAME: the definition is part of the file, so of the model's version, and a rule
+    edit can never change what the model was trained on."""
+    from service.decide import application_facts
+    from service.engine.ruleset import load_ruleset
+    from service.schemas import DecisionRequest
+    from tests.factories import application
+
+    folder = _copy_model(tmp_path)
+    spec = folder / "features.yaml"
+    text = spec.read_text()
+    text = text.replace("features:\n", "derived:\n  monthly_repayment: loan.amount / loan.term_months\n"
+                                       "  share: derived.monthly_repayment / applicant.monthly_income\nfeatures:\n", 1)
+    text = text.replace("from: loan.amount / loan.term_months / applicant.monthly_income", "from: derived.share")
+    spec.write_text(text)
+    changed, original = load_spec(spec), load_spec(MODELS / "german_champion" / "features.yaml")
+    assert changed.digest != original.digest  # another spec: another model version
+    facts = application_facts(DecisionRequest.model_validate(application(), strict=False), load_ruleset(RULES))
+    assert changed.encode(facts)[0] == original.encode(facts)[0]  # the same inputs, named
+    spec.write_text(text.replace("  share: derived.monthly_repayment", "  share: derived.monthly_repaymnt"))
+    with pytest.raises(SpecError) as error:
+        load_spec(spec)
+    assert any("derived.monthly_repaymnt" in str(e) and "[share]" in str(e) for e in error.value.errors)

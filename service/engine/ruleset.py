@@ -15,9 +15,10 @@ from typing import Any
 
 from service.config import PROVIDERS
 from service.engine.experiment import CHAMPION, Arm, Experiment
-from service.engine.expressions import Compiled, ExpressionError, compile_expression, parse
+from service.engine.expressions import Compiled, ExpressionError, compile_expression
 from service.engine.facts import BOOL, CATALOGUE, LIST_SOURCES, NUMBER, STRING
 from service.engine.messages import LANGUAGES, Message
+from service.engine.named import compile_named
 from service.engine.shapes import FILE_SHAPES, LIST_KINDS, NAME, SHAPES, shape_errors
 from service.engine.shapes import REASON_CODE as REASON_PATTERN
 from service.engine.source import Located, Position, RuleError, load_yaml
@@ -274,26 +275,9 @@ class _Loader:
         if not isinstance(entries, Located):
             self.error(doc.at("derived"), "'derived' must map names to expressions: {dti: loan.instalment / …}")
             return {}
-        texts: dict[str, str] = {}
-        for name, entry in entries.items():
-            owner, key = entries, name
-            if isinstance(entry, Located):  # {expression: …, description: …}
-                self.unknown_keys(entry, {"expression", "description"}, name)
-                owner, key = entry, "expression"
-            if not COLUMN.fullmatch(name):
-                self.error(entries.at(name), "a derived fact's name is lower_snake_case, at most 32 characters", name)
-                continue
-            compiled = self.expression(owner, key, None, name)
-            if compiled is None:
-                continue
-            if compiled.type == "any":
-                self.error(entries.at(name), "a derived fact needs a type: this expression is always null", name)
-                continue
-            path = f"derived.{name}"
-            self.catalogue = self.catalogue | {path: compiled.type}
-            self.named = self.named | {path: parse(compiled.text)}
-            texts[name] = compiled.text
-        return texts
+        named = compile_named(entries, self.catalogue, self.error)
+        self.catalogue, self.named = named.catalogue, named.trees
+        return named.texts
 
     # --- products ---------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ import numpy as np
 from service.engine.expressions import ExpressionError, compile_expression
 from service.engine.facts import BOOL, CATALOGUE, NUMBER, STRING
 from service.engine.messages import LANGUAGES, Message
+from service.engine.named import Named, compile_named
 from service.engine.ruleset import display_path
 from service.engine.source import Located, Position, RuleError, load_yaml
 
@@ -185,6 +186,7 @@ class _SpecLoader:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.errors: list[RuleError] = []
+        self.named = Named(CATALOGUE)  # the spec's own named expressions (frozen with the model)
 
     def error(self, position: Position, message: str, feature: str | None = None) -> None:
         self.errors.append(RuleError(position, message, feature))
@@ -234,7 +236,7 @@ class _SpecLoader:
         source = entry.get("from")
         fn, boolean = None, False
         try:
-            compiled = compile_expression(source, CATALOGUE)
+            compiled = compile_expression(source, self.named.catalogue, None, self.named.trees)
             if compiled.type not in (expect, BOOL if encoding == "numeric" else expect, "any"):
                 self.error(entry.at("from"), f"'from' gives a {compiled.type}; {encoding} needs a {expect}", name)
             fn, boolean = compiled.fn, compiled.type == BOOL
@@ -280,6 +282,11 @@ class _SpecLoader:
             if not errors:
                 self.error(Position(shown, 1, 1), "the file must hold a mapping")
             raise SpecError(self.errors)
+        derived = doc.get("derived")
+        if isinstance(derived, Located):
+            self.named = compile_named(derived, CATALOGUE, self.error)
+        elif derived is not None:
+            self.error(doc.at("derived"), "'derived' must map names to expressions, as in rules/derived.yaml")
         entries = doc.get("features")
         features: list[Feature] = []
         seen: set[str] = set()
