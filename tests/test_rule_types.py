@@ -43,6 +43,14 @@ def compile_(text):
     return compile_expression(text, CATALOGUE)
 
 
+def refused(text: str, says: str) -> ExpressionError:
+    """The load error ``text`` gives, which must say ``says``."""
+    with pytest.raises(ExpressionError) as exc:
+        compile_(text)
+    assert says in exc.value.message, exc.value.message
+    return exc.value
+
+
 # --- bounded time -------------------------------------------------------------------------
 
 HOSTILE_PATTERNS = ["(a+)+$", "(a|aa)*b", "(a*)*b", "(x+x+)+y", "^(([a-z])+.)+[A-Z]([a-z])+$", "(.*a){20}",
@@ -126,12 +134,19 @@ def test_the_longest_expression_on_the_largest_numbers_is_still_quick():
     ("any_in_list('black_phones', applicant.phone)", 29, "must be a list of strings, got a string"),
     ("applicant.age > '18'", 1, "cannot compare a number with a string"),
     ("applicant.birth_date < submitted_at", 1, "cannot compare a date with a datetime"),
+    # common slips name their fix
+    ("applicant.age = 18", 15, "'=' assigns: compare with '=='"),
+    ("applicant.age > 18 && device.is_emulator", 20, "write 'and' instead of '&&'"),
+    ("applicant.age > 18 || device.is_emulator", 20, "write 'or' instead of '||'"),
+    ("!device.is_emulator", 1, "write 'not' instead of '!'"),
+    ("applicant.age between 18 and 60", 15, "there is no 'between': write low <= x <= high"),
+    ("applicant.age > 18 and", 20, "the expression ends with an operator"),
+    ("applicant.occupation == farmer", 25, "text must be quoted: 'farmer'"),
+    ("applicant.name == '名字' and applicant.agee > 1", 28, "did you mean 'applicant.age'"),
 ])
-def test_type_errors_are_load_errors_with_their_column(text, column, says):
-    with pytest.raises(ExpressionError) as exc:
-        compile_(text)
-    assert says in exc.value.message, exc.value.message
-    assert (exc.value.line, exc.value.column) == (1, column), exc.value.message
+def test_type_errors_and_slips_are_load_errors_at_their_column(text, column, says):
+    error = refused(text, says)
+    assert (error.line, error.column) == (1, column), error.message
 
 
 def test_functions_accept_what_their_signature_says():
@@ -146,24 +161,7 @@ def test_functions_accept_what_their_signature_says():
     assert compile_("days_between(applicant.birth_date, submitted_at)").fn(facts, None) == 1
 
 
-# --- messages an analyst understands ----------------------------------------------------------
-
-@pytest.mark.parametrize(("text", "column", "says"), [
-    ("applicant.age = 18", 15, "'=' assigns: compare with '=='"),
-    ("applicant.age > 18 && device.is_emulator", 20, "write 'and' instead of '&&'"),
-    ("applicant.age > 18 || device.is_emulator", 20, "write 'or' instead of '||'"),
-    ("!device.is_emulator", 1, "write 'not' instead of '!'"),
-    ("applicant.age between 18 and 60", 15, "there is no 'between': write low <= x <= high"),
-    ("applicant.age > 18 and", 20, "the expression ends with an operator"),
-    ("applicant.occupation == farmer", 25, "text must be quoted: 'farmer'"),
-    ("applicant.name == '名字' and applicant.agee > 1", 28, "did you mean 'applicant.age'"),
-])
-def test_common_slips_name_their_fix_at_their_column(text, column, says):
-    with pytest.raises(ExpressionError) as exc:
-        compile_(text)
-    assert says in exc.value.message, exc.value.message
-    assert exc.value.column == column, (exc.value.column, exc.value.message)
-
+# --- messages in rule files -------------------------------------------------------------------
 
 RULE = """  - id: SLIP
     description: a rule with a slip
@@ -500,9 +498,7 @@ def test_a_quantifier_tests_one_partys_fields_together():
     ("any(related_parties)", "write any(condition for p in a list)"),
 ])
 def test_quantifier_mistakes_are_load_errors(text, says):
-    with pytest.raises(ExpressionError) as exc:
-        compile_(text)
-    assert says in exc.value.message, exc.value.message
+    refused(text, says)
 
 
 def test_a_partys_identifiers_may_be_looked_up_on_the_lists(tmp_path):
