@@ -128,10 +128,13 @@ def rules_lint(args: argparse.Namespace) -> int:
 def rules_facts(args: argparse.Namespace) -> int:
     from service.engine.catalogue import as_json, as_markdown
 
+    ruleset = _load_rules(args)  # for its named expressions (derived.yaml)
+    if ruleset is None:
+        return 1
     if args.json:
-        print(json.dumps(as_json(), ensure_ascii=False, indent=1))
+        print(json.dumps(as_json(ruleset.derived), ensure_ascii=False, indent=1))
     else:
-        print(as_markdown(), end="")
+        print(as_markdown(ruleset.derived), end="")
     return 0
 
 
@@ -518,6 +521,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = rules.add_parser("facts", help="the facts and functions rules can use, with their types (Markdown, "
                          "or JSON for editors)")
+    p.add_argument("directory", nargs="?", help="the rules whose named expressions to include (default: the "
+                                               "configured ones)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=rules_facts)
 

@@ -4,18 +4,21 @@ prints it as Markdown (docs/RULES.md embeds it) or JSON (for editors' completion
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel
 
 from service.engine.facts import CATALOGUE, DERIVED, ENUMS, NOTES, PRODUCT, STAGE
 from service.engine.functions import REGISTRY
+from service.engine.named import DerivedFact
 from service.schemas import DecisionRequest
 
 SOURCES = (("request", "the application as posted (docs/API.md)"),
            ("derived", "computed from the application before any rule runs"),
            ("product", "the application's product in rules/products.yaml"),
-           ("stage", "added while the decision runs: providers, whitelist, velocity, lists, score"))
+           ("stage", "added while the decision runs: providers, whitelist, velocity, lists, score"),
+           ("derived.yaml", "the ruleset's named expressions (rules/derived.yaml), computed where they are read"))
 
 
 def _descriptions(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
@@ -38,7 +41,8 @@ def _source(path: str) -> str:
     return "stage" if path in STAGE else "request"
 
 
-def facts() -> dict[str, dict[str, Any]]:
+def facts(derived: Mapping[str, DerivedFact] | None = None) -> dict[str, dict[str, Any]]:
+    """Every fact; with ``derived`` (a ruleset's), its named expressions too."""
     described = _descriptions(DecisionRequest)
     out: dict[str, dict[str, Any]] = {}
     for path, kind in CATALOGUE.items():
@@ -47,6 +51,9 @@ def facts() -> dict[str, dict[str, Any]]:
         if path in ENUMS:
             entry["values"] = sorted(ENUMS[path])
         out[path] = entry
+    for name, fact in (derived or {}).items():
+        out[f"derived.{name}"] = {"type": fact.type, "source": "derived.yaml",
+                                  "description": fact.description or fact.expression, "expression": fact.expression}
     return out
 
 
@@ -56,12 +63,12 @@ def functions() -> dict[str, dict[str, Any]]:
             for name, spec in sorted(REGISTRY.items())}
 
 
-def as_json() -> dict[str, Any]:
-    return {"facts": facts(), "functions": functions()}
+def as_json(derived: Mapping[str, DerivedFact] | None = None) -> dict[str, Any]:
+    return {"facts": facts(derived), "functions": functions()}
 
 
-def as_markdown() -> str:
-    described = facts()
+def as_markdown(derived: Mapping[str, DerivedFact] | None = None) -> str:
+    described = facts(derived)
     lines: list[str] = []
     for source, meaning in SOURCES:
         lines += [f"### Facts: {source}", "", f"{meaning[0].upper()}{meaning[1:]}.", "",

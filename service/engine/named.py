@@ -20,13 +20,20 @@ from service.engine.source import Located, Position
 NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
+@dataclass(frozen=True)
+class DerivedFact:
+    expression: str
+    type: str
+    description: str
+
+
 @dataclass
 class Named:
     """What expressions may read once the named expressions are compiled."""
 
     catalogue: dict[str, str]
     trees: dict[str, ast.expr] = field(default_factory=dict)  # derived.NAME → its parsed text
-    texts: dict[str, str] = field(default_factory=dict)  # NAME → its text
+    facts: dict[str, DerivedFact] = field(default_factory=dict)  # NAME → its definition
 
 
 def compile_named(entries: Located, catalogue: dict[str, str],
@@ -56,5 +63,6 @@ def compile_named(entries: Located, catalogue: dict[str, str],
         path = f"derived.{name}"
         named.catalogue = named.catalogue | {path: compiled.type}
         named.trees = named.trees | {path: parse(compiled.text)}
-        named.texts[name] = compiled.text
+        description = entry.get("description") if isinstance(entry, Located) else None
+        named.facts[name] = DerivedFact(compiled.text, compiled.type, str(description or ""))
     return named

@@ -18,7 +18,7 @@ from service.engine.experiment import CHAMPION, Arm, Experiment
 from service.engine.expressions import Compiled, ExpressionError, compile_expression
 from service.engine.facts import BOOL, CATALOGUE, LIST_SOURCES, NUMBER, STRING
 from service.engine.messages import LANGUAGES, Message
-from service.engine.named import compile_named
+from service.engine.named import DerivedFact, compile_named
 from service.engine.shapes import FILE_SHAPES, LIST_KINDS, NAME, SHAPES, shape_errors
 from service.engine.shapes import REASON_CODE as REASON_PATTERN
 from service.engine.source import Located, Position, RuleError, load_yaml
@@ -144,7 +144,7 @@ class Ruleset:
     experiment: Experiment
     # The reason codes a reviewer may give, by outcome (approve | decline): code → message.
     review_reasons: dict[str, dict[str, Message]] = field(default_factory=dict)
-    derived: dict[str, str] = field(default_factory=dict)  # derived.yaml: name → expression
+    derived: dict[str, DerivedFact] = field(default_factory=dict)  # derived.yaml, read as derived.NAME
 
     @property
     def list_kinds(self) -> dict[str, str]:
@@ -262,9 +262,9 @@ class _Loader:
 
     # --- named expressions ------------------------------------------------------------------
 
-    def derived(self) -> dict[str, str]:
+    def derived(self) -> dict[str, DerivedFact]:
         """derived.yaml (optional): facts named once and read as derived.NAME by rules and
-        tables; each may read the ones above it. Returns name → expression text."""
+        tables; each may read the ones above it."""
         if not (self.directory / "derived.yaml").exists():
             return {}
         doc = self.document("derived.yaml")
@@ -277,7 +277,7 @@ class _Loader:
             return {}
         named = compile_named(entries, self.catalogue, self.error)
         self.catalogue, self.named = named.catalogue, named.trees
-        return named.texts
+        return named.facts
 
     # --- products ---------------------------------------------------------------------------
 
